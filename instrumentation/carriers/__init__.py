@@ -1,0 +1,90 @@
+"""Carriers: how trace context and correlation pointers ride on each kind of hop.
+
+One module per carrier, each with the same shape (DESIGN §3–4):
+
+- producer side, for an AWS service, an object with ``on_request(call)`` (inject context into
+  the outgoing parameters, describe the call on its span) and ``on_response(call, parsed)``
+  (record the pointers the response gives, e.g. message ids);
+- consumer side, ``extract(record) -> RecordContext``: the producer's context found in one
+  record of a Lambda event, and the same pointers seen from the receiving end.
+
+Pointers are strings in the span attribute ``hoptrace.pointers`` (a list). Both sides of a hop
+write the same string, so the collector can join hops whose context was lost:
+
+==================  =====================================  =================================
+pointer             producer writes                        consumer writes
+==================  =====================================  =================================
+``sqs:msg:ID``      SendMessage(Batch) response MessageId  SQS record ``messageId``
+``md5:HEX``         md5 of the SQS body / SNS message      SQS record ``md5OfBody``
+``sns:msg:ID``      Publish(Batch) response MessageId      ``Sns.MessageId`` or envelope
+``ddb:key:T:HASH``  table T + hash of the key attributes   stream ``Keys``
+``ddb:item:T:HASH`` PutItem: hash of the whole item        stream ``NewImage``
+``evb:ID``          PutEvents response EventId             EventBridge event ``id``
+``kin:S:SHARD:SEQ`` PutRecord(s) shard and sequence no.    Kinesis record shard and sequence
+==================  =====================================  =================================
+
+The destination (queue, topic, table, stream) is recorded beside the pointers as
+``messaging.destination.name`` or ``aws.dynamodb.table_names``, so matches can respect it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind
+
+POINTERS = "hoptrace.pointers"
+
+
+@dataclass
+class AwsCall:
+    """One botocore API call in flight, as the carriers see it."""
+
+    service: str  # botocore service id, hyphenized and lower case: "sqs", "dynamodb", "eventbridge"
+    operation: str  # "SendMessage"
+    params: dict[str, Any]  # the API parameters; carriers copy nested values before changing them
+    span: Span
+    region: str | None = None
+
+
+class AwsCarrier(Protocol):
+    """Producer side of one AWS service."""
+
+    def span_kind(self, operation: str, params: Mapping[str, Any]) -> SpanKind:
+        """PRODUCER for calls that send a message, CLIENT otherwise."""
+        ...
+
+    def on_request(self, call: AwsCall) -> None:
+        """Describe the call and inject context into ``call.params`` (may replace nested values)."""
+        ...
+
+    def on_response(self, call: AwsCall, parsed: Mapping[str, Any]) -> None:
+        """Record pointers from the parsed response."""
+        ...
+
+
+@dataclass
+class RecordContext:
+    """What one record of a Lambda event says about where it came from."""
+
+    parent: SpanContext | None = None  # the producer's span, if context survived the hop
+    attributes: dict[str, Any] = field(default_factory=dict)  # messaging.*, pointers, …
+    name: str = "process"  # span name for the record's process span, e.g. "orders process"
+    record_id: str | None = None  # the id a partial-batch response uses (itemIdentifier)
+    failed_to_extract: str | None = None  # why context could not be read, if it could not
+
+    def links(self) -> list[Link]:
+        return [Link(self.parent)] if self.parent is not None and self.parent.is_valid else []
+
+
+def add_pointers(span: Span, pointers: list[str]) -> None:
+    """Append pointers to the span's ``hoptrace.pointers`` list (kept unique, order kept)."""
+    if not pointers:
+        return
+    existing = getattr(span, "attributes", None) or {}
+    current = list(existing.get(POINTERS, ()))
+    for p in pointers:
+        if p not in current:
+            current.append(p)
+    span.set_attribute(POINTERS, current)

@@ -1,0 +1,31 @@
+"""W3C trace context (``traceparent``/``tracestate``) as plain string maps.
+
+Used by every carrier that has somewhere to put a few strings: SQS and SNS message
+attributes, HTTP headers, the Lambda ClientContext.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanContext
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_propagator = TraceContextTextMapPropagator()
+FIELDS = ("traceparent", "tracestate")
+
+
+def headers_for(span: Span) -> dict[str, str]:
+    """``traceparent`` (and ``tracestate`` when non-empty) naming ``span`` as the parent."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
+
+
+def extract(carrier: Mapping[str, str]) -> SpanContext | None:
+    """The remote span context in a string map, or None if there is none or it is malformed."""
+    if not carrier.get("traceparent"):
+        return None
+    ctx = trace.get_current_span(_propagator.extract(carrier)).get_span_context()
+    return ctx if ctx.is_valid else None

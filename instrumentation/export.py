@@ -1,0 +1,179 @@
+"""Getting spans out of a Lambda before it freezes, within a hard time budget.
+
+In Lambda the sandbox is frozen as soon as the handler returns, so background batching is
+useless: spans are buffered per invocation and exported at its end by one long-lived worker
+thread (keep-alive connection), and the handler waits for that export at most
+``flush_budget_ms``. A slow or dead collector costs the function the budget and nothing more;
+what could not be sent is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .guard import count, logger
+
+if TYPE_CHECKING:  # pragma: no cover
+    from opentelemetry.context import Context
+
+ExporterFactory = Callable[[], SpanExporter]
+
+
+class _Batch:
+    __slots__ = ("done", "spans")
+
+    def __init__(self, spans: Sequence[ReadableSpan]) -> None:
+        self.spans = spans
+        self.done = threading.Event()
+
+
+class ExportWorker:
+    """One daemon thread that owns the exporter and sends batches handed to it.
+
+    The exporter is built on the worker thread, so its (slow) import and set-up overlap the
+    function's own cold start instead of adding to it.
+    """
+
+    def __init__(self, factory: ExporterFactory, max_pending: int = 4) -> None:
+        self._factory = factory
+        self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=max_pending)
+        self._exporter: SpanExporter | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hoptrace-export", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        # Our own HTTP instrumentation must not trace the exporter's requests.
+        otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            self._exporter = self._factory()
+        except Exception:
+            count("export_setup_failures")
+            logger.debug("hoptrace: could not build the span exporter", exc_info=True)
+        finally:
+            self._ready.set()
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                break
+            self._send(batch)
+
+    def _send(self, batch: _Batch) -> None:
+        try:
+            if self._exporter is None:
+                count("spans_dropped", len(batch.spans))
+                return
+            result = self._exporter.export(batch.spans)
+            if result is SpanExportResult.SUCCESS:
+                count("spans_exported", len(batch.spans))
+            else:
+                count("export_failures")
+                count("spans_dropped", len(batch.spans))
+        except Exception:
+            count("export_failures")
+            count("spans_dropped", len(batch.spans))
+            logger.debug("hoptrace: export failed", exc_info=True)
+        finally:
+            batch.done.set()
+
+    def submit(self, spans: Sequence[ReadableSpan], budget_s: float) -> bool:
+        """Hand spans to the worker and wait at most ``budget_s``; True if they were sent in time."""
+        if not spans:
+            return True
+        batch = _Batch(spans)
+        try:
+            self._queue.put_nowait(batch)
+        except queue.Full:
+            # The worker is stuck on a dead collector: do not pile up memory or time.
+            count("spans_dropped", len(spans))
+            count("export_queue_full")
+            return False
+        if batch.done.wait(max(budget_s, 0.0)):
+            return True
+        count("flush_budget_exceeded")
+        return False
+
+    def shutdown(self, timeout_s: float = 1.0) -> None:
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            return
+        self._thread.join(timeout_s)
+        if self._exporter is not None:
+            try:
+                self._exporter.shutdown()
+            except Exception:
+                logger.debug("hoptrace: exporter shutdown failed", exc_info=True)
+
+
+class InvocationSpanProcessor(SpanProcessor):
+    """Buffers finished spans until the end of the invocation and tracks the open ones.
+
+    Open spans are tracked so the timeout watchdog can end them before Lambda kills the
+    process; without that the invocation that timed out would never be seen.
+    """
+
+    def __init__(self, worker: ExportWorker, max_spans: int = 2000) -> None:
+        self._worker = worker
+        self._max_spans = max_spans
+        self._lock = threading.Lock()
+        self._finished: list[ReadableSpan] = []
+        self._open: dict[int, Span] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        with self._lock:
+            self._open[id(span)] = span
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with self._lock:
+            self._open.pop(id(span), None)
+            if len(self._finished) >= self._max_spans:
+                count("spans_dropped")
+                count("spans_over_invocation_limit")
+                return
+            self._finished.append(span)
+
+    def open_spans(self) -> list[Span]:
+        """Spans started and not yet ended, oldest first."""
+        with self._lock:
+            return list(self._open.values())
+
+    def forget_open(self) -> None:
+        """Drop bookkeeping of spans left open by a finished invocation (leak guard)."""
+        with self._lock:
+            self._open.clear()
+
+    def flush_within(self, budget_s: float) -> bool:
+        """Export everything finished so far, waiting at most ``budget_s``."""
+        with self._lock:
+            spans, self._finished = self._finished, []
+        return self._worker.submit(spans, budget_s)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.flush_within(timeout_millis / 1000.0)
+
+    def shutdown(self) -> None:
+        self.flush_within(1.0)
+        self._worker.shutdown()
+
+
+def default_exporter_factory(
+    endpoint: str | None, headers: Any, timeout_s: float
+) -> ExporterFactory:
+    """An OTLP/HTTP protobuf exporter; endpoint and headers default to OTEL_EXPORTER_OTLP_*."""
+
+    def build() -> SpanExporter:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        url = None
+        if endpoint:
+            url = endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
+        return OTLPSpanExporter(endpoint=url, headers=headers, timeout=timeout_s)
+
+    return build
