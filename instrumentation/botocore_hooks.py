@@ -13,7 +13,8 @@ carrier's pointers; ``after-call-error`` records a transport failure.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 

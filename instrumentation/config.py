@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_REDACT = ("password", "passwd", "secret", "token", "key", "authorization", "credential", "cookie")
 

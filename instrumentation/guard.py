@@ -10,8 +10,9 @@ import functools
 import logging
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 logger = logging.getLogger("hoptrace")
 

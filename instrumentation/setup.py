@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -90,7 +90,7 @@ def init(config: Config | None = None, exporter: SpanExporter | None = None, **o
         provider = TracerProvider(resource=lambda_resource(cfg))
         # The exporter may keep working after the handler's budget ran out; give it more room.
         export_timeout = max(2.0, cfg.flush_budget_ms / 1000.0)
-        factory = (lambda: exporter) if exporter is not None else default_exporter_factory(
+        factory: Callable[[], SpanExporter] = (lambda: exporter) if exporter is not None else default_exporter_factory(
             cfg.endpoint, cfg.headers, export_timeout
         )
         processor: SpanProcessor
@@ -120,14 +120,18 @@ def _install_global_provider(provider: TracerProvider) -> None:
 
 
 def _install_integrations(cfg: Config) -> None:
+    from .guard import guard
+
     if cfg.instrument_botocore:
-        from . import botocore_hooks
+        with guard("install.botocore"):
+            from . import botocore_hooks
 
-        botocore_hooks.install()
+            botocore_hooks.install()
     if cfg.instrument_http:
-        from .carriers import http
+        with guard("install.http"):
+            from .carriers import http
 
-        http.install()
+            http.install()
 
 
 def state() -> State | None:

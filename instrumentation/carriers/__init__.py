@@ -29,8 +29,9 @@ The destination (queue, topic, table, stream) is recorded beside the pointers as
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind
 

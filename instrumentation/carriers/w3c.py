@@ -6,7 +6,7 @@ attributes, HTTP headers, the Lambda ClientContext.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanContext

@@ -1,0 +1,1 @@
+"""Lambda support: handler tracing, trigger parsing, per-record spans, the timeout watchdog."""

@@ -1,0 +1,1 @@
+"""hoptrace web UI: the built front end, served by the collector."""
