@@ -45,7 +45,7 @@ class ExportWorker:
         self._factory = factory
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=max_pending)
         self._exporter: SpanExporter | None = None
-        self._ready = threading.Event()
+        self._last: _Batch | None = None
         self._thread = threading.Thread(target=self._run, name="hoptrace-export", daemon=True)
         self._thread.start()
 
@@ -57,8 +57,6 @@ class ExportWorker:
         except Exception:
             count("export_setup_failures")
             logger.debug("hoptrace: could not build the span exporter", exc_info=True)
-        finally:
-            self._ready.set()
         while True:
             batch = self._queue.get()
             if batch is None:
@@ -86,10 +84,13 @@ class ExportWorker:
     def submit(self, spans: Sequence[ReadableSpan], budget_s: float) -> bool:
         """Hand spans to the worker and wait at most ``budget_s``; True if they were sent in time."""
         if not spans:
-            return True
+            # Nothing new: wait for what is still in flight, so flush() means "all sent".
+            last = self._last
+            return last is None or last.done.wait(max(budget_s, 0.0))
         batch = _Batch(spans)
         try:
             self._queue.put_nowait(batch)
+            self._last = batch
         except queue.Full:
             # The worker is stuck on a dead collector: do not pile up memory or time.
             count("spans_dropped", len(spans))

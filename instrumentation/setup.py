@@ -88,8 +88,9 @@ def init(config: Config | None = None, exporter: SpanExporter | None = None, **o
         in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
         lambda_mode = cfg.lambda_mode if cfg.lambda_mode is not None else in_lambda
         provider = TracerProvider(resource=lambda_resource(cfg))
-        # The exporter may keep working after the handler's budget ran out; give it more room.
-        export_timeout = max(2.0, cfg.flush_budget_ms / 1000.0)
+        # The exporter may go on after the handler's budget ran out, but not for long: its
+        # retries with back-off would hold the worker while later invocations' spans pile up.
+        export_timeout = max(0.5, 2 * cfg.flush_budget_ms / 1000.0) if lambda_mode else 10.0
         factory: Callable[[], SpanExporter] = (lambda: exporter) if exporter is not None else default_exporter_factory(
             cfg.endpoint, cfg.headers, export_timeout
         )
