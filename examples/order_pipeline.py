@@ -1,0 +1,312 @@
+"""Demo: an order travels API → function → SQS → function → DynamoDB → stream → function.
+
+Everything runs locally: a moto server emulates AWS over HTTP on 127.0.0.1, and this script
+plays Lambda's part (it builds the events Lambda would deliver, in AWS's documented shapes,
+from what the emulator returns). Functions are traced by hoptrace exactly as in Lambda.
+
+It prints each order's trace as a tree, showing the context carried through the queue, and
+the correlation pointers that join the DynamoDB stream hop. With ``--endpoint`` the spans also
+go to any OTLP/HTTP collector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import hoptrace
+from hoptrace.instrumentation import setup
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+class Context:
+    """The Lambda context object (what the runtime passes as the handler's second argument)."""
+
+    def __init__(self, function_name: str, timeout_s: float = 30.0) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 256
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self.client_context = None
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
+    if exe is None:
+        raise SystemExit("moto_server is missing: run ./scripts/demo.sh, which installs it")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    quiet = subprocess.DEVNULL
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=quiet, stderr=quiet)
+    for _ in range(200):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"http://127.0.0.1:{port}"
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("moto_server did not start")
+
+
+def http_api_event(method: str, route: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event."""
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {route}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"host": "shop.execute-api.us-east-1.amazonaws.com", "content-type": "application/json"},
+        "requestContext": {
+            "apiId": "shop",
+            "domainName": "shop.execute-api.us-east-1.amazonaws.com",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "demo",
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": f"{method} {route}",
+            "stage": "$default",
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The SQS event Lambda delivers for messages as ReceiveMessage returned them."""
+    records = []
+    for m in messages:
+        attrs = {}
+        for name, a in (m.get("MessageAttributes") or {}).items():
+            attrs[name] = {
+                "stringValue": a.get("StringValue"),
+                "binaryValue": base64.b64encode(a["BinaryValue"]).decode() if "BinaryValue" in a else None,
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": a["DataType"],
+            }
+        records.append(
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": attrs,
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+        )
+    return {"Records": records}
+
+
+def _lambda_image(image: dict[str, Any]) -> dict[str, Any]:
+    """GetRecords returns binary values as bytes; Lambda events carry them base64-encoded."""
+    out: dict[str, Any] = {}
+    for name, value in image.items():
+        ((kind, v),) = value.items()
+        if kind == "B":
+            v = base64.b64encode(v).decode()
+        elif kind == "M":
+            v = _lambda_image(v)
+        out[name] = {kind: v}
+    return out
+
+
+def stream_event(records: list[dict[str, Any]], stream_arn: str) -> dict[str, Any]:
+    """The DynamoDB stream event Lambda delivers for records as GetRecords returned them."""
+    out = []
+    for r in records:
+        d = dict(r["dynamodb"])
+        for key in ("Keys", "NewImage", "OldImage"):
+            if key in d:
+                d[key] = _lambda_image(d[key])
+        ts = d.get("ApproximateCreationDateTime")
+        if hasattr(ts, "timestamp"):
+            d["ApproximateCreationDateTime"] = int(ts.timestamp())
+        out.append(
+            {
+                "eventID": r["eventID"],
+                "eventName": r["eventName"],
+                "eventVersion": r.get("eventVersion", "1.1"),
+                "eventSource": "aws:dynamodb",
+                "awsRegion": REGION,
+                "dynamodb": d,
+                "eventSourceARN": stream_arn,
+            }
+        )
+    return {"Records": out}
+
+
+class Shop:
+    """The demo application: three functions and the resources they use."""
+
+    def __init__(self, endpoint: str) -> None:
+        kw: dict[str, Any] = {"endpoint_url": endpoint, "region_name": REGION}
+        self.sqs: Any = boto3.client("sqs", **kw)
+        self.ddb: Any = boto3.client("dynamodb", **kw)
+        self.streams: Any = boto3.client("dynamodbstreams", **kw)
+        self.queue_url = self.sqs.create_queue(QueueName="checkout-queue")["QueueUrl"]
+        self.queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        table = self.ddb.create_table(
+            TableName="orders",
+            KeySchema=[{"AttributeName": "order_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "order_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        self.stream_arn = table["TableDescription"]["LatestStreamArn"]
+        self.orders = boto3.resource("dynamodb", **kw).Table("orders")
+        self.totals: dict[str, Decimal] = defaultdict(Decimal)
+
+        self.checkout_api = hoptrace.lambda_handler(self._checkout_api)
+        self.checkout_worker = hoptrace.lambda_handler(self._checkout_worker)
+        self.totals_fn = hoptrace.lambda_handler(self._totals)
+
+    def _checkout_api(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        order = json.loads(event["body"])
+        hoptrace.label("order_id", order["order_id"])
+        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(order))
+        return {"statusCode": 202, "body": json.dumps({"accepted": order["order_id"]})}
+
+    def _checkout_worker(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        for record in hoptrace.records(event):
+            order = json.loads(record["body"])
+            hoptrace.label("order_id", order["order_id"])
+            self.orders.put_item(
+                Item={"order_id": order["order_id"], "customer": order["customer"], "amount": Decimal(order["amount"])}
+            )
+        return {"batchItemFailures": []}
+
+    def _totals(self, event: dict[str, Any], context: Any) -> None:
+        for record in hoptrace.records(event):
+            image = record["dynamodb"].get("NewImage") or {}
+            if "customer" in image:
+                self.totals[image["customer"]["S"]] += Decimal(image["amount"]["N"])
+
+    def read_stream(self) -> list[dict[str, Any]]:
+        shard = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"][0]
+        it = self.streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records: list[dict[str, Any]] = self.streams.get_records(ShardIterator=it)["Records"]
+        return records
+
+
+def run(endpoint: str, orders: int) -> None:
+    """Send ``orders`` orders through the shop, playing Lambda's part between the functions."""
+    shop = Shop(endpoint)
+    for i in range(orders):
+        order = {"order_id": f"o-{i + 1}", "customer": f"c-{i % 2 + 1}", "amount": str(10 + i)}
+        print(f"  POST /checkout {order['order_id']}")
+        shop.checkout_api(http_api_event("POST", "/checkout", "/checkout", order), Context("checkout-api"))
+    messages = shop.sqs.receive_message(
+        QueueUrl=shop.queue_url,
+        MaxNumberOfMessages=10,
+        MessageAttributeNames=["All"],
+        MessageSystemAttributeNames=["All"],
+    ).get("Messages", [])
+    print(f"  checkout-worker: a batch of {len(messages)} message(s)")
+    shop.checkout_worker(sqs_event(messages, shop.queue_arn), Context("checkout-worker"))
+    stream = shop.read_stream()
+    print(f"  totals: {len(stream)} stream record(s)")
+    shop.totals_fn(stream_event(stream, shop.stream_arn), Context("totals"))
+    print("  totals per customer:", {k: str(v) for k, v in sorted(shop.totals.items())})
+
+
+def print_traces(spans: list[ReadableSpan]) -> None:
+    """Each trace as an indented tree, with the function that recorded each span."""
+    by_trace: dict[int, list[ReadableSpan]] = defaultdict(list)
+    for s in spans:
+        by_trace[s.context.trace_id].append(s)
+    pointers: dict[str, list[str]] = defaultdict(list)
+    for s in spans:
+        for p in (s.attributes or {}).get("hoptrace.pointers", ()):
+            pointers[p].append(s.name)
+    for trace_id, members in sorted(by_trace.items(), key=lambda kv: min(x.start_time or 0 for x in kv[1])):
+        ids = {s.context.span_id for s in members}
+        children: dict[int | None, list[ReadableSpan]] = defaultdict(list)
+        for s in members:
+            parent = s.parent.span_id if s.parent and s.parent.span_id in ids else None
+            children[parent].append(s)
+        print(f"\ntrace {trace_id:032x}")
+
+        def show(span: ReadableSpan, depth: int, children: dict[int | None, list[ReadableSpan]] = children) -> None:
+            a = span.attributes or {}
+            ms = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
+            label = a.get("hoptrace.label.order_id")
+            extra = f"  order={label}" if label else ""
+            links = f"  links={len(span.links)}" if span.links else ""
+            print(f"  {'  ' * depth}{span.name} [{span.kind.name.lower()}] {ms:.1f} ms{extra}{links}")
+            for child in sorted(children.get(span.context.span_id, []), key=lambda c: c.start_time or 0):
+                show(child, depth + 1, children)
+
+        for root in sorted(children[None], key=lambda c: c.start_time or 0):
+            show(root, 0)
+    joined = {p: names for p, names in pointers.items() if len(names) > 1}
+    if joined:
+        print("\nhops joined by correlation pointers (no context needed):")
+        for p, names in sorted(joined.items()):
+            print(f"  {p}: {' -> '.join(names)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=3, help="how many orders to send (default 3)")
+    parser.add_argument("--endpoint", help="also export spans to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318")
+    args = parser.parse_args(argv)
+
+    memory = InMemorySpanExporter()
+    setup.shutdown()
+    state = setup.init(exporter=memory, lambda_mode=True, service_name="shop")
+    if args.endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        url = args.endpoint.rstrip("/") + "/v1/traces"
+        state.provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=url)))
+    print("starting the AWS emulator (moto) on 127.0.0.1 ...")
+    proc, aws = start_moto()
+    try:
+        print(f"emulator at {aws}; sending {args.orders} order(s):")
+        run(aws, args.orders)
+        state.flush(5.0)
+        print_traces(list(memory.get_finished_spans()))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        setup.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
