@@ -159,9 +159,14 @@ def _records(records: list[Any]) -> Trigger:
     pairs = [(r, extract_record(r)) for r in records]
     attrs: dict[str, Any] = {"messaging.batch.message_count": len(records)}
     first_attrs = pairs[0][1].attributes
-    for key in ("messaging.system", "messaging.destination.name", "aws.dynamodb.table_names"):
-        if key in first_attrs:
-            attrs[key] = first_attrs[key]
+    if len(pairs) == 1:
+        # One record: the invocation is its consumer span, so it carries the record's
+        # message id and correlation pointers (the only join for streams, which carry no context).
+        attrs.update(first_attrs)
+    else:
+        for key in ("messaging.system", "messaging.destination.name", "aws.dynamodb.table_names"):
+            if key in first_attrs:
+                attrs[key] = first_attrs[key]
     if source == "aws:s3":
         bucket = _mapping(_mapping(first.get("s3")).get("bucket")).get("name")
         if bucket:
