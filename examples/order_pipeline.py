@@ -21,11 +21,14 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import boto3
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -170,7 +173,13 @@ class Shop:
     """The demo application: three functions and the resources they use."""
 
     def __init__(self, endpoint: str) -> None:
-        kw: dict[str, Any] = {"endpoint_url": endpoint, "region_name": REGION}
+        # The emulator accepts any credentials; never use the machine's real ones.
+        kw: dict[str, Any] = {
+            "endpoint_url": endpoint,
+            "region_name": REGION,
+            "aws_access_key_id": "demo",
+            "aws_secret_access_key": "demo",
+        }
         self.sqs: Any = boto3.client("sqs", **kw)
         self.ddb: Any = boto3.client("dynamodb", **kw)
         self.streams: Any = boto3.client("dynamodbstreams", **kw)
@@ -223,22 +232,35 @@ class Shop:
         return records
 
 
+@contextmanager
+def as_lambda_service() -> Iterator[None]:
+    """Calls made by the runner play AWS's own part (polling queues and streams): not traced."""
+    token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 def run(endpoint: str, orders: int) -> None:
     """Send ``orders`` orders through the shop, playing Lambda's part between the functions."""
-    shop = Shop(endpoint)
+    with as_lambda_service():
+        shop = Shop(endpoint)
     for i in range(orders):
         order = {"order_id": f"o-{i + 1}", "customer": f"c-{i % 2 + 1}", "amount": str(10 + i)}
         print(f"  POST /checkout {order['order_id']}")
         shop.checkout_api(http_api_event("POST", "/checkout", "/checkout", order), Context("checkout-api"))
-    messages = shop.sqs.receive_message(
-        QueueUrl=shop.queue_url,
-        MaxNumberOfMessages=10,
-        MessageAttributeNames=["All"],
-        MessageSystemAttributeNames=["All"],
-    ).get("Messages", [])
+    with as_lambda_service():
+        messages = shop.sqs.receive_message(
+            QueueUrl=shop.queue_url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+        ).get("Messages", [])
     print(f"  checkout-worker: a batch of {len(messages)} message(s)")
     shop.checkout_worker(sqs_event(messages, shop.queue_arn), Context("checkout-worker"))
-    stream = shop.read_stream()
+    with as_lambda_service():
+        stream = shop.read_stream()
     print(f"  totals: {len(stream)} stream record(s)")
     shop.totals_fn(stream_event(stream, shop.stream_arn), Context("totals"))
     print("  totals per customer:", {k: str(v) for k, v in sorted(shop.totals.items())})
@@ -286,26 +308,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint", help="also export spans to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318")
     args = parser.parse_args(argv)
 
-    memory = InMemorySpanExporter()
-    setup.shutdown()
-    state = setup.init(exporter=memory, lambda_mode=True, service_name="shop")
-    if args.endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        url = args.endpoint.rstrip("/") + "/v1/traces"
-        state.provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=url)))
     print("starting the AWS emulator (moto) on 127.0.0.1 ...")
     proc, aws = start_moto()
     try:
         print(f"emulator at {aws}; sending {args.orders} order(s):")
-        run(aws, args.orders)
-        state.flush(5.0)
-        print_traces(list(memory.get_finished_spans()))
+        spans = run_traced(aws, args.orders, args.endpoint)
     finally:
         proc.terminate()
         proc.wait(10)
-        setup.shutdown()
+    print_traces(spans)
     return 0
+
+
+def run_traced(aws: str, orders: int, endpoint: str | None = None) -> list[ReadableSpan]:
+    """Run the shop with tracing on; every span recorded (also sent to ``endpoint`` if given)."""
+    memory = InMemorySpanExporter()
+    setup.shutdown()
+    state = setup.init(exporter=memory, lambda_mode=True, service_name="shop")
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        url = endpoint.rstrip("/") + "/v1/traces"
+        state.provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=url)))
+    try:
+        run(aws, orders)
+        state.flush(5.0)
+        return list(memory.get_finished_spans())
+    finally:
+        setup.shutdown()
 
 
 if __name__ == "__main__":

@@ -107,6 +107,13 @@ def _before_parameter_build(params: dict[str, Any], model: Any, context: dict[st
     )
     call = AwsCall(service, operation, params, span, context.get("client_region"))
     context[_CALL_KEY] = call
+    if st.config.capture_payloads:
+        # Before the carrier injects anything: capture what the user asked for.
+        from .payload import REQUEST_ATTRIBUTE, capture
+
+        captured = capture(params, st.config)
+        if captured is not None:
+            span.set_attribute(REQUEST_ATTRIBUTE, captured)
     if carrier is not None:
         try:
             carrier.on_request(call)
