@@ -153,7 +153,7 @@ def stream_event(records: list[dict[str, Any]], stream_arn: str) -> dict[str, An
             if key in d:
                 d[key] = _lambda_image(d[key])
         ts = d.get("ApproximateCreationDateTime")
-        if hasattr(ts, "timestamp"):
+        if ts is not None and hasattr(ts, "timestamp"):
             d["ApproximateCreationDateTime"] = int(ts.timestamp())
         out.append(
             {
@@ -266,6 +266,10 @@ def run(endpoint: str, orders: int) -> None:
     print("  totals per customer:", {k: str(v) for k, v in sorted(shop.totals.items())})
 
 
+def _strings(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+
+
 def print_traces(spans: list[ReadableSpan]) -> None:
     """Each trace as an indented tree, with the function that recorded each span."""
     by_trace: dict[int, list[ReadableSpan]] = defaultdict(list)
@@ -273,7 +277,7 @@ def print_traces(spans: list[ReadableSpan]) -> None:
         by_trace[s.context.trace_id].append(s)
     pointers: dict[str, list[str]] = defaultdict(list)
     for s in spans:
-        for p in (s.attributes or {}).get("hoptrace.pointers", ()):
+        for p in _strings((s.attributes or {}).get("hoptrace.pointers")):
             pointers[p].append(s.name)
     for trace_id, members in sorted(by_trace.items(), key=lambda kv: min(x.start_time or 0 for x in kv[1])):
         ids = {s.context.span_id for s in members}

@@ -13,15 +13,13 @@ __version__ = "0.1.0"
 _API = ("init", "shutdown", "flush", "lambda_handler", "records", "label", "stats")
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hoptrace.instrumentation import (  # noqa: F401
-        flush,
-        init,
-        label,
-        lambda_handler,
-        records,
-        shutdown,
-        stats,
-    )
+    from hoptrace.instrumentation import flush as flush
+    from hoptrace.instrumentation import init as init
+    from hoptrace.instrumentation import label as label
+    from hoptrace.instrumentation import lambda_handler as lambda_handler
+    from hoptrace.instrumentation import records as records
+    from hoptrace.instrumentation import shutdown as shutdown
+    from hoptrace.instrumentation import stats as stats
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The demo app end to end on a moto server: each order's trace runs API → queue → table, and the stream hop joins by pointer."""
+"""The demo app end to end on moto: each order is one trace API → queue → table; the stream hop joins by pointer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from examples import order_pipeline
 
 
 def test_each_order_travels_in_one_trace_and_the_stream_hop_joins_by_pointer(moto_endpoint: str) -> None:
-    spans = order_pipeline.run_traced(moto_endpoint, orders=3)
+    spans: list[Any] = list(order_pipeline.run_traced(moto_endpoint, orders=3))
     traces: dict[int, list[Any]] = defaultdict(list)
     for s in spans:
         traces[s.context.trace_id].append(s)

@@ -46,9 +46,10 @@ def test_base_install_requires_only_the_opentelemetry_packages(wheel: Path) -> N
     zf = zipfile.ZipFile(wheel)
     meta_name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
     meta = Parser().parsestr(zf.read(meta_name).decode())
-    base = sorted(r.split(">")[0].split("=")[0].strip() for r in meta.get_all("Requires-Dist") if "extra ==" not in r)
+    requires = meta.get_all("Requires-Dist") or []
+    base = sorted(r.split(">")[0].split("=")[0].strip() for r in requires if "extra ==" not in r)
     assert base == ["opentelemetry-api", "opentelemetry-exporter-otlp-proto-http", "opentelemetry-sdk"]
-    extras = meta.get_all("Provides-Extra")
+    extras = meta.get_all("Provides-Extra") or []
     assert "server" in extras and "dev" in extras
 
 

@@ -20,7 +20,8 @@ EVENTS = Path(__file__).parent.parent / "fixtures" / "events"
 
 
 def load(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
 
 
 def invocation_span(tracing: Tracing) -> Any:
