@@ -1,0 +1,263 @@
+"""Cold start: import + init of a Lambda handler module in fresh processes, then its first invocations.
+
+Three handler modules are generated into a temporary "task root" beside a stand-in for the Lambda
+runtime (``runtime.py``), and each run is a fresh interpreter:
+
+- ``bare``: boto3, an SQS client made at import time, a handler that sends one message;
+- ``hoptrace``: the same plus ``import hoptrace; hoptrace.init()`` and ``@hoptrace.lambda_handler``;
+- ``otel``: the same plus OpenTelemetry's documented Lambda set-up: SDK ``TracerProvider`` with a
+  ``BatchSpanProcessor`` and the OTLP/HTTP protobuf exporter, ``BotocoreInstrumentor().instrument()``
+  and ``AwsLambdaInstrumentor().instrument()``.
+
+SendMessage is answered locally (``sqs_stub``), so no run leaves the machine; spans go to the
+OTLP endpoint (our loopback sink, or ``--endpoint``). Runs are interleaved, each round in a
+rotated order, so a noisy moment hurts all variants alike.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.measure import Budget, ChildFailed, child_env, median, progress, run_json_child
+from bench.report import Row, Section
+
+from . import lambda_env, sqs_stub
+
+VARIANTS = ("bare", "hoptrace", "otel")
+LABELS = {"bare": "bare boto3", "hoptrace": "hoptrace", "otel": "OpenTelemetry"}
+WARM_INVOCATIONS = 3
+INIT_GOAL_MS = 30.0
+
+RUNTIME = '''\
+"""Stand-in for the Lambda Python runtime: import the handler module (init), then invoke it."""
+import importlib
+import json
+import logging  # the real runtime has it loaded before the function's code
+import os
+import time
+
+from lambda_env import EVENT, LambdaContext
+
+WARM = {warm}
+
+
+def main():
+    module_name, _, function_name = os.environ["_HANDLER"].rpartition(".")
+    name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+    t0 = time.perf_counter_ns()
+    module = importlib.import_module(module_name)
+    handler = getattr(module, function_name)
+    t1 = time.perf_counter_ns()
+    handler(EVENT, LambdaContext(name))
+    t2 = time.perf_counter_ns()
+    warm = []
+    for _ in range(WARM):
+        context = LambdaContext(name)
+        start = time.perf_counter_ns()
+        handler(EVENT, context)
+        warm.append(time.perf_counter_ns() - start)
+    out = {{"init_ns": t1 - t0, "first_ns": t2 - t1, "warm_ns": warm}}
+    settle = getattr(module, "bench_settle", None)
+    if settle is not None:
+        out["settle"] = settle()
+    print(json.dumps(out))
+
+
+main()
+'''
+
+_COMMON = """\
+import json
+import os
+
+import boto3
+from sqs_stub import short_circuit
+"""
+
+_BODY = """
+sqs = boto3.client("sqs")
+short_circuit(sqs)
+QUEUE_URL = os.environ["BENCH_QUEUE_URL"]
+
+
+{decorator}def handler(event, context):
+    sqs.send_message(QueueUrl=QUEUE_URL, MessageBody=json.dumps(event))
+    return {{"statusCode": 200}}
+"""
+
+HANDLERS = {
+    "bare": _COMMON + _BODY.format(decorator=""),
+    "hoptrace": _COMMON
+    + "\nimport hoptrace\n\nhoptrace.init()\n"
+    + _BODY.format(decorator="@hoptrace.lambda_handler\n")
+    + '''
+
+def bench_settle():
+    """Not timed: wait for the export, so the run can check the spans arrived."""
+    hoptrace.flush(5000)
+    return hoptrace.stats()
+''',
+    "otel": _COMMON
+    + """import logging
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.aws_lambda import AwsLambdaInstrumentor
+from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+trace.set_tracer_provider(provider)
+BotocoreInstrumentor().instrument()
+# No MeterProvider is set up: mute the warning it logs per invocation (that only helps OTel here).
+logging.getLogger("opentelemetry.instrumentation.aws_lambda").setLevel(logging.ERROR)
+"""
+    + _BODY.format(decorator="")
+    + '''
+
+AwsLambdaInstrumentor().instrument()
+
+
+def bench_settle():
+    """Not timed: wait for the export, so the run can check the spans arrived."""
+    return {"flushed": provider.force_flush(5000)}
+''',
+}
+
+
+def write_task_root(root: Path) -> None:
+    """The runtime stand-in, its helpers and one handler module per variant."""
+    (root / "runtime.py").write_text(RUNTIME.format(warm=WARM_INVOCATIONS))
+    shutil.copy(lambda_env.__file__, root / "lambda_env.py")
+    shutil.copy(sqs_stub.__file__, root / "sqs_stub.py")
+    for variant, source in HANDLERS.items():
+        (root / f"handler_{variant}.py").write_text(source)
+
+
+def function_name(variant: str) -> str:
+    return f"bench-coldstart-{variant}"
+
+
+def variant_env(variant: str, endpoint: str) -> dict[str, str]:
+    env = child_env(lambda_env.environment(function_name(variant), f"handler_{variant}.handler"))
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    env["BENCH_QUEUE_URL"] = lambda_env.QUEUE_URL
+    return env
+
+
+@dataclass
+class Samples:
+    init_ms: list[float] = field(default_factory=list)
+    first_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+    warm_ms: list[float] = field(default_factory=list)
+    process_ms: list[float] = field(default_factory=list)
+    settle: list[Any] = field(default_factory=list)
+
+    def add(self, result: dict[str, Any], wall_ns: int) -> None:
+        init, first = result["init_ns"] / 1e6, result["first_ns"] / 1e6
+        self.init_ms.append(init)
+        self.first_ms.append(first)
+        self.total_ms.append(init + first)
+        self.warm_ms.append(median([w / 1e6 for w in result["warm_ns"]]))
+        self.process_ms.append(wall_ns / 1e6)
+        self.settle.append(result.get("settle"))
+
+
+def run(runs: int, endpoint: str, budget: Budget, warnings: list[str]) -> Section:
+    """Measure ``runs`` fresh processes per variant, interleaved; two untimed warm-ups each first."""
+    samples = {v: Samples() for v in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="hoptrace-bench-task-") as tmp:
+        root = Path(tmp)
+        write_task_root(root)
+        envs = {v: variant_env(v, endpoint) for v in VARIANTS}
+
+        def once(variant: str) -> tuple[dict[str, Any], int]:
+            return run_json_child([sys.executable, "runtime.py"], env=envs[variant], cwd=root, timeout_s=60)
+
+        for variant in VARIANTS:  # fills the bytecode and file caches
+            for _ in range(2):
+                once(variant)
+        for i in range(runs):
+            if budget.expired():
+                warnings.append(f"cold start: time budget spent after {i} of {runs} rounds")
+                break
+            progress(f"cold start: round {i + 1}/{runs}")
+            order = VARIANTS[i % 3 :] + VARIANTS[: i % 3]
+            for variant in order:
+                try:
+                    result, wall_ns = once(variant)
+                except ChildFailed as exc:
+                    warnings.append(f"FAILED cold start {variant}: {exc}")
+                    return Section("Cold start", "failed", notes=[str(exc)])
+                samples[variant].add(result, wall_ns)
+    _check_delivery(samples, warnings)
+    return _section(samples, runs)
+
+
+def _check_delivery(samples: dict[str, Samples], warnings: list[str]) -> None:
+    expected = 2 * (1 + WARM_INVOCATIONS)  # invocation span + SendMessage span, per invocation
+    for stats in samples["hoptrace"].settle:
+        if not isinstance(stats, dict):
+            continue
+        errors = {k: v for k, v in stats.items() if k.startswith("internal_errors")}
+        if errors:
+            warnings.append(f"cold start: hoptrace counted internal errors {errors}: its figures may be too low")
+            break
+        if stats.get("spans_exported", 0) < expected:
+            warnings.append(
+                f"cold start: hoptrace exported {stats.get('spans_exported', 0)} spans, expected {expected}"
+            )
+            break
+    if not all(isinstance(s, dict) and s.get("flushed") for s in samples["otel"].settle):
+        warnings.append("cold start: OpenTelemetry's force_flush did not succeed in every run")
+
+
+def _section(samples: dict[str, Samples], runs: int) -> Section:
+    bare = samples["bare"]
+    n = len(bare.init_ms)
+    section = Section(
+        "Cold start",
+        f"Median of {n} fresh processes per variant (interleaved, rotated order); a handler module "
+        "importing boto3 and making an SQS client, imported by a stand-in Lambda runtime. "
+        "`first invocation` includes the first flush; SendMessage is answered locally.",
+    )
+    figures = [
+        ("import + init", "init_ms"),
+        ("first invocation incl. first flush", "first_ms"),
+        ("init + first invocation", "total_ms"),
+        (f"warm invocation (median of {WARM_INVOCATIONS})", "warm_ms"),
+        ("whole process, spawn to exit", "process_ms"),
+    ]
+    for title, attr in figures:
+        base = median(getattr(bare, attr))
+        for variant in ("hoptrace", "otel"):
+            value = median(getattr(samples[variant], attr))
+            row = Row(f"{title}: {LABELS[variant]}", "ms", LABELS["bare"], base, value)
+            if attr == "init_ms" and variant == "hoptrace":
+                row.goal = f"≤ {INIT_GOAL_MS:.0f} ms added"
+                row.met = row.added <= INIT_GOAL_MS
+            section.rows.append(row)
+    for title, attr in figures[:3]:
+        base = median(getattr(bare, attr))
+        otel_added = median(getattr(samples["otel"], attr)) - base
+        hop_added = median(getattr(samples["hoptrace"], attr)) - base
+        section.rows.append(
+            Row(f"{title}, added: hoptrace vs OpenTelemetry", "ms", "OpenTelemetry added", otel_added, hop_added)
+        )
+    section.raw = {
+        v: {k: getattr(s, k) for k in ("init_ms", "first_ms", "total_ms", "warm_ms", "process_ms")}
+        for v, s in samples.items()
+    }
+    section.raw["paired_init_added_ms"] = {
+        v: median([a - b for a, b in zip(samples[v].init_ms, bare.init_ms)]) for v in ("hoptrace", "otel")
+    }
+    section.raw["hoptrace_stats_last_run"] = samples["hoptrace"].settle[-1] if samples["hoptrace"].settle else None
+    return section
