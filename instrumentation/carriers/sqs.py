@@ -1,0 +1,304 @@
+"""SQS carrier: context per message in ``AWSTraceHeader`` and W3C attributes; pointers from ids and md5s.
+
+Producer: every message (each batch entry separately) gets the ``AWSTraceHeader`` system
+attribute, which does not count against the 10-attribute quota or the size limit, so context
+survives even a full message; W3C ``traceparent``/``tracestate`` are added as String message
+attributes only where they fit (rules in ``sns.with_w3c``). The user's dicts and lists are
+copied, never changed.
+
+Consumer: ``extract`` reads one record of a Lambda SQS event, ``extract_message`` one message
+as boto3's ReceiveMessage returns it (long-running pollers); both read every carrier, in this
+order: W3C message attributes, the W3C attributes inside an SNS envelope (non-raw SNS->SQS
+delivery), ``AWSTraceHeader``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from opentelemetry.trace import Span, SpanKind
+
+from . import POINTERS, AwsCall, RecordContext, add_pointers, xray
+from .sns import (
+    CARRIER_USED,
+    FAILED_COUNT,
+    AttributeShape,
+    OutgoingW3c,
+    envelope_in_body,
+    preview,
+    read_envelope,
+    read_w3c,
+    record_skipped,
+    with_w3c,
+)
+
+SYSTEM = "aws_sqs"
+RECEIVE_COUNT = "hoptrace.messaging.receive_count"
+SNS_TOPIC = "hoptrace.sns.topic"
+
+_SENDS = frozenset({"SendMessage", "SendMessageBatch"})
+
+
+class _MessageKeys(NamedTuple):
+    """Where one SQS message keeps each field: Lambda events use camelCase, boto3 PascalCase."""
+
+    message_id: str
+    body: str
+    md5: str
+    system: str
+    message_attributes: str
+    attribute: AttributeShape
+
+
+_LAMBDA = _MessageKeys(
+    "messageId", "body", "md5OfBody", "attributes", "messageAttributes",
+    AttributeShape("dataType", "stringValue", "binaryValue"),
+)  # fmt: skip
+_BOTO3 = _MessageKeys(
+    "MessageId", "Body", "MD5OfBody", "Attributes", "MessageAttributes",
+    AttributeShape("DataType", "StringValue", "BinaryValue"),
+)  # fmt: skip
+
+
+def queue_name(url: Any) -> str | None:
+    """``https://sqs.us-east-1.amazonaws.com/123456789012/orders`` -> ``orders``."""
+    if not isinstance(url, str) or not url:
+        return None
+    return url.rstrip("/").rsplit("/", 1)[-1] or None
+
+
+# --- producer side -----------------------------------------------------------------------
+
+
+class _Outgoing:
+    """The context of one send call, formatted once and put into each of its messages."""
+
+    __slots__ = ("trace_header", "w3c")
+
+    def __init__(self, span: Span) -> None:
+        ctx = span.get_span_context()
+        self.trace_header = xray.format_header(ctx) if ctx.is_valid else None
+        self.w3c = OutgoingW3c(span)
+
+    def inject(self, message: dict[str, Any]) -> str | None:
+        """Put context into one message (a dict of ours); the reason W3C was left out, if it was."""
+        system = message.get("MessageSystemAttributes")
+        if self.trace_header is not None and (
+            system is None or (isinstance(system, Mapping) and "AWSTraceHeader" not in system)
+        ):
+            added = dict(system) if system else {}
+            added["AWSTraceHeader"] = {"DataType": "String", "StringValue": self.trace_header}
+            message["MessageSystemAttributes"] = added
+        attributes, reason = with_w3c(message.get("MessageAttributes"), message.get("MessageBody"), self.w3c)
+        if attributes is not None:
+            message["MessageAttributes"] = attributes
+        return reason
+
+
+class SqsCarrier:
+    """Producer side of SQS: sends carry context per message; responses give pointers."""
+
+    def span_kind(self, operation: str, params: Mapping[str, Any]) -> SpanKind:
+        if operation in _SENDS:
+            return SpanKind.PRODUCER
+        if operation == "ReceiveMessage":
+            return SpanKind.CONSUMER
+        return SpanKind.CLIENT
+
+    def on_request(self, call: AwsCall) -> None:
+        operation = call.operation
+        if operation not in _SENDS and operation != "ReceiveMessage":
+            return
+        params, span = call.params, call.span
+        described: dict[str, Any] = {"messaging.system": SYSTEM}
+        queue = queue_name(params.get("QueueUrl"))
+        if queue:
+            described["messaging.destination.name"] = queue
+        if operation == "ReceiveMessage":
+            described["messaging.operation.type"] = "receive"
+            span.set_attributes(described)
+            return
+        described["messaging.operation.type"] = "send"
+        outgoing = _Outgoing(span)
+        reasons: list[str] = []
+        if operation == "SendMessage":
+            # call.params is botocore's own dict for this call; only nested values are the user's.
+            reason = outgoing.inject(params)
+            if reason:
+                reasons.append(reason)
+        else:
+            entries = params.get("Entries")
+            if isinstance(entries, list):
+                described["messaging.batch.message_count"] = len(entries)
+                copies: list[Any] = []
+                for entry in entries:
+                    if isinstance(entry, Mapping):
+                        entry = dict(entry)
+                        reason = outgoing.inject(entry)
+                        if reason:
+                            reasons.append(reason)
+                    copies.append(entry)
+                params["Entries"] = copies
+        span.set_attributes(described)
+        record_skipped(span, reasons)
+
+    def on_response(self, call: AwsCall, parsed: Mapping[str, Any]) -> None:
+        span = call.span
+        if call.operation == "SendMessage":
+            message_id = parsed.get("MessageId")
+            if isinstance(message_id, str) and message_id:
+                span.set_attribute("messaging.message.id", message_id)
+            add_pointers(span, _pointers(message_id, parsed.get("MD5OfMessageBody")))
+        elif call.operation == "SendMessageBatch":
+            pointers: list[str] = []
+            for ok in _list(parsed.get("Successful")):
+                if isinstance(ok, Mapping):
+                    pointers.extend(_pointers(ok.get("MessageId"), ok.get("MD5OfMessageBody")))
+            span.set_attribute(FAILED_COUNT, len(_list(parsed.get("Failed"))))
+            add_pointers(span, pointers)
+        elif call.operation == "ReceiveMessage":
+            messages = _list(parsed.get("Messages"))
+            span.set_attribute("messaging.batch.message_count", len(messages))
+            queue = queue_name(call.params.get("QueueUrl"))
+            if queue:
+                _remember_queue(messages, queue)
+
+
+# A ReceiveMessage response does not say which queue it came from, but the call did: remember
+# it per message id (ids only, a bounded number) so a poller's process spans can name the queue.
+_RECEIVED_MAX = 1024
+_received: OrderedDict[str, str] = OrderedDict()
+_received_lock = threading.Lock()
+
+
+def _remember_queue(messages: list[Any], queue: str) -> None:
+    with _received_lock:
+        for message in messages:
+            message_id = message.get("MessageId") if isinstance(message, Mapping) else None
+            if isinstance(message_id, str):
+                _received[message_id] = queue
+                _received.move_to_end(message_id)
+        while len(_received) > _RECEIVED_MAX:
+            _received.popitem(last=False)
+
+
+def received_from(message_id: str) -> str | None:
+    """The queue a traced ReceiveMessage call recently returned this message from, if any."""
+    with _received_lock:
+        return _received.get(message_id)
+
+
+def _pointers(message_id: Any, md5: Any) -> list[str]:
+    pointers = []
+    if isinstance(message_id, str) and message_id:
+        pointers.append(f"sqs:msg:{message_id}")
+    if isinstance(md5, str) and md5:
+        pointers.append(f"md5:{md5}")
+    return pointers
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+# --- consumer side -----------------------------------------------------------------------
+
+
+def extract(record: Mapping[str, Any]) -> RecordContext:
+    """Context and pointers of one record of a Lambda SQS event; never raises."""
+    if not isinstance(record, Mapping):
+        return RecordContext(failed_to_extract=f"SQS record is a {type(record).__name__}, not an object")
+    arn = record.get("eventSourceARN")
+    queue = arn.rsplit(":", 1)[-1] if isinstance(arn, str) and arn else None
+    return _extract(record, _LAMBDA, queue, [] if queue else ["no eventSourceARN"])
+
+
+def extract_message(message: Mapping[str, Any], queue: str | None = None) -> RecordContext:
+    """Context and pointers of one message from boto3's ReceiveMessage (pollers outside Lambda).
+
+    Ask ReceiveMessage for ``MessageAttributeNames=["All"]`` (or at least ``traceparent`` and
+    ``tracestate``) and ``MessageSystemAttributeNames=["AWSTraceHeader"]``, or there is no
+    context to find. ``queue`` names the queue, which the message itself does not say; without
+    it, the queue a traced ReceiveMessage call returned the message from is used.
+    """
+    if not isinstance(message, Mapping):
+        return RecordContext(failed_to_extract=f"SQS message is a {type(message).__name__}, not an object")
+    if queue is None and isinstance(message.get("MessageId"), str):
+        queue = received_from(message["MessageId"])
+    return _extract(message, _BOTO3, queue, [])
+
+
+def _extract(message: Mapping[str, Any], keys: _MessageKeys, queue: str | None, problems: list[str]) -> RecordContext:
+    attributes: dict[str, Any] = {"messaging.system": SYSTEM, "messaging.operation.type": "process"}
+    if queue:
+        attributes["messaging.destination.name"] = queue
+    pointers: list[str] = []
+
+    message_id = message.get(keys.message_id)
+    if isinstance(message_id, str) and message_id:
+        attributes["messaging.message.id"] = message_id
+        pointers.append(f"sqs:msg:{message_id}")
+    else:
+        message_id = None
+        problems.append(f"no {keys.message_id}")
+    md5 = message.get(keys.md5)
+    if isinstance(md5, str) and md5:
+        pointers.append(f"md5:{md5}")
+    else:
+        problems.append(f"no {keys.md5}")
+
+    system = message.get(keys.system)
+    if not isinstance(system, Mapping):
+        if system is not None:
+            problems.append(f"{keys.system} is a {type(system).__name__}, not an object")
+        system = {}
+    receive_count = system.get("ApproximateReceiveCount")
+    if receive_count is not None:
+        try:
+            attributes[RECEIVE_COUNT] = int(receive_count)
+        except (TypeError, ValueError):
+            problems.append(f"ApproximateReceiveCount is not a number: {preview(receive_count)}")
+
+    # Carriers, most precise first: W3C attributes, then the SNS envelope, then X-Ray.
+    parent, problem = read_w3c(message.get(keys.message_attributes), keys.attribute)
+    carrier = "w3c"
+    if problem:
+        problems.append(problem)
+    body = message.get(keys.body)
+    if isinstance(body, str):
+        notification = envelope_in_body(body)
+        if notification is not None:
+            envelope = read_envelope(notification)
+            pointers.extend(envelope.pointers)
+            if envelope.topic:
+                attributes[SNS_TOPIC] = envelope.topic
+            if parent is None and envelope.parent is not None:
+                parent, carrier = envelope.parent, "sns_envelope"
+            if envelope.problem:
+                problems.append(f"SNS envelope: {envelope.problem}")
+    else:
+        problems.append(f"{keys.body} is not a string" if body is not None else f"no {keys.body}")
+    if parent is None:
+        header = system.get("AWSTraceHeader")
+        if header is not None:
+            parent, carrier = xray.parse_header(header), "xray"
+            if parent is None:
+                problems.append(f"AWSTraceHeader is malformed: {preview(header)}")
+
+    if parent is not None:
+        attributes[CARRIER_USED] = carrier
+    if pointers:
+        attributes[POINTERS] = pointers
+    return RecordContext(
+        parent=parent,
+        attributes=attributes,
+        name=f"{queue} process" if queue else "process",
+        record_id=message_id,
+        failed_to_extract="; ".join(problems) or None,
+    )
+
+
+CARRIER = SqsCarrier()
