@@ -174,6 +174,9 @@ class _Run:
             inv = self.inv
             if inv is None:
                 return
+            if error is not None and inv.current_record is not None:
+                inv.current_record.error = error
+            inv.leave_record()  # the record's context first: it was attached after the invocation's
             if self.token is not None:
                 try:
                     otel_context.detach(self.token)  # type: ignore[arg-type]

@@ -60,13 +60,19 @@ class Invocation:
         self.current_record = rs
         self.current_token = otel_context.attach(trace.set_span_in_context(rs.span))
 
-    def leave_record(self) -> None:
-        """The loop moved on: stamp the end time of the current record and restore the context."""
+    def leave_record(self, detach: bool = True) -> None:
+        """The loop moved on: stamp the end time of the current record and restore the context.
+
+        ``detach=False`` from another thread (the watchdog): a context token can only be
+        detached in the thread that attached it.
+        """
         rs, token = self.current_record, self.current_token
         self.current_record = None
-        self.current_token = None
         if rs is not None and rs.end_ns is None:
             rs.end_ns = time.time_ns()
+        if not detach:
+            return
+        self.current_token = None
         if token is not None:
             try:
                 otel_context.detach(token)  # type: ignore[arg-type]
@@ -83,7 +89,7 @@ class Invocation:
         """
         if self.current_record is not None and error is not None:
             self.current_record.error = error
-        self.leave_record()
+        self.leave_record(detach=False)
         failed = _failed_item_ids(response)
         for index, (_, rc) in enumerate(self.trigger.records):
             rs = self.record_spans.get(index)

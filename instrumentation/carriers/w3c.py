@@ -17,9 +17,17 @@ FIELDS = ("traceparent", "tracestate")
 
 
 def headers_for(span: Span) -> dict[str, str]:
-    """``traceparent`` (and ``tracestate`` when non-empty) naming ``span`` as the parent."""
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier, context=trace.set_span_in_context(span))
+    """``traceparent`` (and ``tracestate`` when non-empty) naming ``span`` as the parent.
+
+    Formatted directly (the W3C format is fixed) rather than through the propagator API,
+    which costs several times more on every message sent.
+    """
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return {}
+    carrier = {"traceparent": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"}
+    if ctx.trace_state:
+        carrier["tracestate"] = ctx.trace_state.to_header()
     return carrier
 
 

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 import hoptrace
@@ -134,6 +135,8 @@ def test_exception_in_the_loop_marks_that_record_and_leaves_later_ones_failed(
     with pytest.raises(RuntimeError) as info:
         consume(event, LambdaContext())
     assert info.value is boom
+    # Nothing of the invocation stays current after it ends, not even the record it died in.
+    assert not trace.get_current_span().get_span_context().is_valid
     _, process = spans_by_kind(tracing)
     status = {_body_of(s): s for s in process}
     bad = status["bad"]
