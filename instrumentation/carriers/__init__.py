@@ -29,7 +29,7 @@ The destination (queue, topic, table, stream) is recorded beside the pointers as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -89,3 +89,29 @@ def add_pointers(span: Span, pointers: list[str]) -> None:
         if p not in current:
             current.append(p)
     span.set_attribute(POINTERS, current)
+
+
+def extract_safely(name: str, what: str, fill: Callable[[RecordContext, Any], None], record: Any) -> RecordContext:
+    """Run a carrier's ``fill(rc, record)``; whatever it trips over becomes ``failed_to_extract``."""
+    rc = RecordContext(name=name)
+    try:
+        fill(rc, record)
+    except Exception as exc:  # malformed beyond what the checks foresaw
+        rc.failed_to_extract = f"unreadable {what}: {type(exc).__name__}"
+    return rc
+
+
+def inject_entries(entries: list[Any], inject: Callable[[dict[str, Any]], str | None], reasons: list[str]) -> list[Any]:
+    """Copies of a batch's entries with context injected; the user's list and dicts stay as they were.
+
+    ``inject`` changes one entry copy and returns why it could not, if it could not.
+    """
+    copies: list[Any] = []
+    for entry in entries:
+        if isinstance(entry, Mapping):
+            entry = dict(entry)
+            reason = inject(entry)
+            if reason:
+                reasons.append(reason)
+        copies.append(entry)
+    return copies

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from opentelemetry.trace import SpanKind
 
-from . import POINTERS, AwsCall, RecordContext, add_pointers
+from . import POINTERS, AwsCall, RecordContext, add_pointers, extract_safely
 
 HASH_CHARS = 32
 TextBinary = Literal["base64", "utf-8"]
@@ -372,12 +372,7 @@ def extract(record: Mapping[str, Any]) -> RecordContext:
     Stream records carry no trace context, so ``parent`` is always None: the hop is joined by
     the pointers alone.
     """
-    rc = RecordContext(name="dynamodb process")
-    try:
-        _extract_into(rc, record)
-    except Exception as exc:  # malformed beyond what the checks foresaw
-        rc.failed_to_extract = f"unreadable DynamoDB stream record: {type(exc).__name__}"
-    return rc
+    return extract_safely("dynamodb process", "DynamoDB stream record", _extract_into, record)
 
 
 def _extract_into(rc: RecordContext, record: Any) -> None:

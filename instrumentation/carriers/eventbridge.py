@@ -13,7 +13,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from . import POINTERS, AwsCall, RecordContext, add_pointers, xray
+from . import POINTERS, AwsCall, RecordContext, add_pointers, extract_safely, xray
 
 SYSTEM = "aws_eventbridge"
 DEFAULT_BUS = "default"
@@ -104,12 +104,7 @@ def extract(event: Mapping[str, Any]) -> RecordContext:
     The delivered event carries no ``TraceHeader``, so ``parent`` is None here; the invocation's
     X-Ray environment (``_X_AMZN_TRACE_ID``) is the place where EventBridge passes context on.
     """
-    rc = RecordContext(name="eventbridge process")
-    try:
-        _extract_into(rc, event)
-    except Exception as exc:
-        rc.failed_to_extract = f"unreadable EventBridge event: {type(exc).__name__}"
-    return rc
+    return extract_safely("eventbridge process", "EventBridge event", _extract_into, event)
 
 
 def _extract_into(rc: RecordContext, event: Any) -> None:

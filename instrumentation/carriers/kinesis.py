@@ -12,7 +12,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from . import POINTERS, AwsCall, RecordContext, add_pointers
+from . import POINTERS, AwsCall, RecordContext, add_pointers, extract_safely
 
 SYSTEM = "aws_kinesis"
 _PUT_OPERATIONS = frozenset({"PutRecord", "PutRecords"})
@@ -83,12 +83,7 @@ def extract(record: Mapping[str, Any]) -> RecordContext:
 
     Kinesis records carry no trace context of ours (the data is the user's), so ``parent`` is None.
     """
-    rc = RecordContext(name="kinesis process")
-    try:
-        _extract_into(rc, record)
-    except Exception as exc:
-        rc.failed_to_extract = f"unreadable Kinesis record: {type(exc).__name__}"
-    return rc
+    return extract_safely("kinesis process", "Kinesis record", _extract_into, record)
 
 
 def _extract_into(rc: RecordContext, record: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from opentelemetry.trace import Span, SpanContext, SpanKind
 
 from ..guard import count
-from . import POINTERS, AwsCall, RecordContext, add_pointers, w3c
+from . import POINTERS, AwsCall, RecordContext, add_pointers, inject_entries, w3c
 
 SYSTEM = "aws_sns"
 
@@ -304,16 +304,14 @@ class SnsCarrier:
             if isinstance(entries, list):
                 described["messaging.batch.message_count"] = len(entries)
                 fields = OutgoingW3c(span)
-                copies: list[Any] = []
-                for entry in entries:
-                    if isinstance(entry, Mapping):
-                        attributes, reason = with_w3c(entry.get("MessageAttributes"), entry.get("Message"), fields)
-                        if attributes is not None:
-                            entry = {**entry, "MessageAttributes": attributes}
-                        if reason:
-                            reasons.append(reason)
-                    copies.append(entry)
-                params["PublishBatchRequestEntries"] = copies
+
+                def inject(entry: dict[str, Any]) -> str | None:
+                    attributes, reason = with_w3c(entry.get("MessageAttributes"), entry.get("Message"), fields)
+                    if attributes is not None:
+                        entry["MessageAttributes"] = attributes
+                    return reason
+
+                params["PublishBatchRequestEntries"] = inject_entries(entries, inject, reasons)
         span.set_attributes(described)
         record_skipped(span, reasons)
 

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from opentelemetry.trace import Span, SpanKind
 
-from . import POINTERS, AwsCall, RecordContext, add_pointers, xray
+from . import POINTERS, AwsCall, RecordContext, add_pointers, inject_entries, xray
 from .sns import (
     CARRIER_USED,
     FAILED_COUNT,
@@ -133,15 +133,7 @@ class SqsCarrier:
             entries = params.get("Entries")
             if isinstance(entries, list):
                 described["messaging.batch.message_count"] = len(entries)
-                copies: list[Any] = []
-                for entry in entries:
-                    if isinstance(entry, Mapping):
-                        entry = dict(entry)
-                        reason = outgoing.inject(entry)
-                        if reason:
-                            reasons.append(reason)
-                    copies.append(entry)
-                params["Entries"] = copies
+                params["Entries"] = inject_entries(entries, outgoing.inject, reasons)
         span.set_attributes(described)
         record_skipped(span, reasons)
 
