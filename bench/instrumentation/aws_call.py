@@ -1,13 +1,23 @@
-"""Per-call cost of one SQS SendMessage: bare boto3, with hoptrace, with OpenTelemetry's botocore instrumentation.
+"""Per-call cost of one SQS SendMessage: bare boto3 beside boto3 with hoptrace and with OpenTelemetry.
 
-Each variant runs in worker processes of its own (instrumentations patch process-wide state),
-several rounds interleaved. In a worker, calls run in batches, each batch inside one traced
-Lambda invocation as in real use (the flush happens after the batch, outside the timing), with a
-garbage collection between batches. Spans go to a counting exporter: this measures creating and
-ending spans, injecting context and reading the response, not exporting (see ``flush``).
+One worker process per instrumentation and round (they patch process-wide state, so hoptrace
+and OpenTelemetry never share a process). Machines here differ by tens of percent from one
+process to the next, so each worker measures its own baseline: its batches of calls alternate,
+in rotated order, between
 
-Modes: ``stub`` answers SendMessage inside botocore (client-side cost only); ``moto`` sends it to
-``moto_server`` on loopback (end to end, noisier).
+- ``bare``: an uninstrumented client (hoptrace: made from a session created before
+  ``hoptrace.init()``, so it has no hooks; OpenTelemetry: ``BotocoreInstrumentor`` is
+  uninstrumented for the batch and instrumented again after it);
+- ``bare_ctx`` (stub mode): the same bare client sending the message attributes the
+  instrumentation injected into its last call, to split its cost into carrying the context
+  (botocore validating, serialising and signing more) and the instrumentation's own work;
+- ``traced``: the instrumented client, the batch inside one traced Lambda invocation as in real
+  use (the flush comes after the batch, outside the timing).
+
+A garbage collection runs between batches. Spans go to a counting exporter: this measures
+creating and ending spans, injecting context and reading the response, not exporting (see
+``flush``). ``stub`` mode answers SendMessage inside botocore (client-side cost only); ``moto``
+sends it to ``moto_server`` on loopback (end to end, noisier).
 """
 
 from __future__ import annotations
@@ -24,126 +34,191 @@ from bench.report import Row, Section
 
 from . import lambda_env
 
-VARIANTS = ("bare", "hoptrace", "otel")
-LABELS = {"bare": "bare boto3", "hoptrace": "hoptrace", "otel": "OpenTelemetry"}
+VARIANTS = ("hoptrace", "otel")
+LABELS = {"hoptrace": "hoptrace", "otel": "OpenTelemetry"}
 ADDED_GOAL_US = 20.0
 VS_OTEL_GOAL = 5.0  # hoptrace should add at least this many times less than OpenTelemetry
 
-# (calls per batch, timed batches, warm-up batches); quick runs keep a quarter of the batches.
-SHAPES = {"stub": (100, 30, 3), "moto": (25, 12, 2)}
+# (calls per batch, timed batches per kind, warm-up rounds of batches); quick runs keep a quarter.
+SHAPES = {"stub": (100, 12, 2), "moto": (25, 10, 1)}
+
+Batch = Callable[[Any, Any], int]
 
 
 def worker_config(variant: str, mode: str, quick: bool, endpoint_url: str | None, queue_url: str) -> dict[str, Any]:
     calls, batches, warmup = SHAPES[mode]
-    if quick:
-        batches = max(3, batches // 4)
     return {
         "variant": variant,
         "mode": mode,
         "calls": calls,
-        "batches": batches,
+        "batches": max(3, batches // 4) if quick else batches,
         "warmup": warmup,
         "endpoint_url": endpoint_url,
         "queue_url": queue_url,
     }
 
 
-def worker(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run in a fresh process: set up one variant, time its batches, return per-call nanoseconds."""
-    import boto3
+class _Instrumentation:
+    """One variant's set-up: a bare client, a traced client, and how a traced batch is invoked."""
 
-    from .exporters import CountingExporter
-    from .sqs_stub import short_circuit
+    def __init__(self, variant: str, endpoint_url: str | None) -> None:
+        import boto3
 
-    variant = cfg["variant"]
-    exporter = CountingExporter()
-    stats: Callable[[], dict[str, int]] = dict
-    if variant == "hoptrace":
-        import hoptrace
+        from .exporters import CountingExporter
 
-        hoptrace.init(exporter=exporter, lambda_mode=True)
-        stats = hoptrace.stats
-    elif variant == "otel":
-        from opentelemetry import trace
-        from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        self.exporter = CountingExporter()
+        self.stats: Callable[[], dict[str, int]] = dict
+        self.on: Callable[[], None] = lambda: None
+        self.off: Callable[[], None] = lambda: None
+        # Made before any instrumentation: hoptrace hooks only sessions created after init().
+        self.bare = boto3.session.Session().client("sqs", endpoint_url=endpoint_url)
+        if variant == "hoptrace":
+            import hoptrace
 
-        provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-        trace.set_tracer_provider(provider)
-        BotocoreInstrumentor().instrument(tracer_provider=provider)
+            hoptrace.init(exporter=self.exporter, lambda_mode=True)
+            self.stats = hoptrace.stats
+            self.traced = boto3.session.Session().client("sqs", endpoint_url=endpoint_url)
+            self.invoke: Callable[[Batch], Batch] = hoptrace.lambda_handler
+        else:
+            from opentelemetry import trace
+            from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.trace import SpanKind
 
-    client = boto3.client("sqs", endpoint_url=cfg["endpoint_url"])
-    if cfg["mode"] == "stub":
-        short_circuit(client)
-    calls, body = cfg["calls"], json.dumps(lambda_env.EVENT)
-    queue = {"url": cfg["queue_url"]}
+            provider = TracerProvider()
+            provider.add_span_processor(BatchSpanProcessor(self.exporter))
+            trace.set_tracer_provider(provider)
+            instrumentor = BotocoreInstrumentor()
+            # Patching is class-wide: the same client is bare or traced as the patch is on or off.
+            self.on = lambda: instrumentor.instrument(tracer_provider=provider, skip_dep_check=True)
+            self.off = instrumentor.uninstrument
+            self.traced = self.bare
+            tracer = provider.get_tracer("bench")
 
-    def batch(event: Any, context: Any) -> int:
-        queue_url = queue["url"]
-        start = time.perf_counter_ns()
-        for _ in range(calls):
-            client.send_message(QueueUrl=queue_url, MessageBody=body)
-        return time.perf_counter_ns() - start
+            def invoke(batch: Batch) -> Batch:
+                def run(event: Any, context: Any) -> int:
+                    with tracer.start_as_current_span("invocation", kind=SpanKind.SERVER):
+                        elapsed = batch(event, context)
+                    provider.force_flush()
+                    return elapsed
 
-    invoke = _invocation(variant, batch)
-    name = f"bench-aws-call-{variant}"
-    per_call: list[float] = []
-    for i in range(cfg["warmup"] + cfg["batches"]):
-        if cfg["mode"] == "moto":
-            # moto's SendMessage slows down as a queue fills: every batch starts on an empty one.
-            queue["url"] = client.create_queue(QueueName=f"bench-{variant}-{os.getpid()}-{i}")["QueueUrl"]
-        gc.collect()
-        elapsed = invoke(lambda_env.EVENT, lambda_env.LambdaContext(name))
-        if i >= cfg["warmup"]:
-            per_call.append(elapsed / calls)
-    result: dict[str, Any] = {"per_call_ns": per_call}
-    _settle(variant)
-    result.update(spans=exporter.spans, span_names=exporter.names, stats=stats())
-    return result
+                return run
 
+            self.invoke = invoke
 
-def _invocation(variant: str, batch: Callable[[Any, Any], int]) -> Callable[[Any, Any], int]:
-    """The batch inside one Lambda invocation, traced as each variant traces a handler."""
-    if variant == "hoptrace":
-        import hoptrace
-
-        return hoptrace.lambda_handler(batch)
-    if variant == "otel":
-        from opentelemetry import trace
-        from opentelemetry.trace import SpanKind
-
-        provider = trace.get_tracer_provider()
-        tracer = provider.get_tracer("bench")
-
-        def invoke(event: Any, context: Any) -> int:
-            with tracer.start_as_current_span("invocation", kind=SpanKind.SERVER):
-                elapsed = batch(event, context)
-            provider.force_flush()  # type: ignore[attr-defined]
-            return elapsed
-
-        return invoke
-    return batch
-
-
-def _settle(variant: str) -> None:
-    if variant == "hoptrace":
-        import hoptrace
-
-        hoptrace.flush(5000)
-    elif variant == "otel":
+    def settle(self) -> None:
         from opentelemetry import trace
 
         trace.get_tracer_provider().force_flush(5000)  # type: ignore[attr-defined]
 
 
-def _worker_args(cfg: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-m", "bench.instrumentation.worker", "aws_call", json.dumps(cfg)]
+def worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run in a fresh process: alternate bare and traced batches, return per-call nanoseconds of each."""
+    from . import sqs_stub
+
+    stub = cfg["mode"] == "stub"
+    setup = _Instrumentation(cfg["variant"], cfg["endpoint_url"])
+    setup.on()
+    if stub:
+        sqs_stub.short_circuit(setup.bare)
+        if setup.traced is not setup.bare:
+            sqs_stub.short_circuit(setup.traced)
+    calls, body = cfg["calls"], json.dumps(lambda_env.EVENT)
+    queue = {"url": cfg["queue_url"]}
+    extra: dict[str, Any] = {}
+
+    def timed_calls(client: Any, params: dict[str, Any]) -> int:
+        queue_url = queue["url"]
+        start = time.perf_counter_ns()
+        for _ in range(calls):
+            client.send_message(QueueUrl=queue_url, MessageBody=body, **params)
+        return time.perf_counter_ns() - start
+
+    # One named function per kind, so a profile can tell their samples apart.
+    def traced_batch(event: Any, context: Any) -> int:
+        return timed_calls(setup.traced, {})
+
+    def bare_batch(event: Any, context: Any) -> int:
+        return timed_calls(setup.bare, {})
+
+    def ctx_batch(event: Any, context: Any) -> int:
+        return timed_calls(setup.bare, extra)
+
+    kinds: dict[str, Batch] = {"traced": setup.invoke(traced_batch), "bare": bare_batch}
+    if stub:
+        kinds["bare_ctx"] = ctx_batch
+    # Keep everything loaded so far out of the collections between batches (they took 40 ms each).
+    gc.collect()
+    gc.freeze()
+    samples: dict[str, list[float]] = {k: [] for k in kinds}
+    # With "profile": every other batch under pyinstrument, timed apart to know how much it slows calls.
+    sessions: dict[str, list[Any]] = {k: [] for k in kinds}
+    profiled_samples: dict[str, list[float]] = {k: [] for k in kinds}
+    order = list(kinds)
+    name = f"bench-aws-call-{cfg['variant']}"
+    for i in range(cfg["warmup"] + cfg["batches"]):
+        for kind in order[i % len(order) :] + order[: i % len(order)]:
+            if cfg["mode"] == "moto":
+                # moto's SendMessage slows down as a queue fills: every batch starts on an empty one.
+                queue["url"] = setup.bare.create_queue(QueueName=f"bench-{name}-{os.getpid()}-{i}-{kind}")["QueueUrl"]
+            (setup.on if kind == "traced" else setup.off)()
+            gc.collect()
+            profiled = bool(cfg.get("profile")) and i >= cfg["warmup"] and (i - cfg["warmup"]) % 2 == 0
+            profiler = _profiler() if profiled else None
+            elapsed = kinds[kind](lambda_env.EVENT, lambda_env.LambdaContext(name))
+            if profiler is not None:
+                profiler.stop()
+                sessions[kind].append(profiler.last_session)
+            if kind == "traced" and stub and not extra:
+                # What the instrumentation added to the call, for the bare_ctx batches to send too.
+                extra.update(
+                    {
+                        k: v
+                        for k, v in sqs_stub.last_request.items()
+                        if k in ("MessageAttributes", "MessageSystemAttributes")
+                    }
+                )
+            if i >= cfg["warmup"]:
+                (profiled_samples if profiled else samples)[kind].append(elapsed / calls)
+    setup.on()
+    setup.settle()
+    traced_calls = (cfg["warmup"] + cfg["batches"]) * calls
+    profile = {}
+    if cfg.get("profile"):
+        from .profile import summarize
+
+        for kind, found in sessions.items():
+            profile[kind] = summarize(found, below=f"{kind.replace('bare_ctx', 'ctx')}_batch")
+            profile[kind]["calls"] = len(found) * calls
+            profile[kind]["slowdown"] = median(profiled_samples[kind]) / median(samples[kind])
+    return {
+        "profile": profile,
+        "per_call_ns": samples,
+        "traced_calls": traced_calls,
+        "spans": setup.exporter.spans,
+        "span_names": setup.exporter.names,
+        "stats": setup.stats(),
+        "injected": extra,
+    }
+
+
+def _profiler() -> Any:
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0001, async_mode="disabled")
+    profiler.start()
+    return profiler
 
 
 def worker_env(variant: str) -> dict[str, str]:
     return child_env(lambda_env.environment(f"bench-aws-call-{variant}", "bench.handler"))
+
+
+def _run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    args = [sys.executable, "-m", "bench.instrumentation.worker", "aws_call", json.dumps(cfg)]
+    result, _ = run_json_child(args, env=worker_env(cfg["variant"]), cwd=REPO_ROOT, timeout_s=120)
+    return result
 
 
 def run(mode: str, rounds: int, quick: bool, budget: Budget, warnings: list[str]) -> Section:
@@ -159,54 +234,69 @@ def run(mode: str, rounds: int, quick: bool, budget: Budget, warnings: list[str]
 def _run(
     mode: str, rounds: int, quick: bool, endpoint_url: str | None, queue_url: str, budget: Budget, warnings: list[str]
 ) -> Section:
-    per_round: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    # Per variant, per worker: the median µs per call of each batch kind.
+    medians: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
     last: dict[str, dict[str, Any]] = {}
     for r in range(rounds):
         if budget.expired() and r > 0:
             warnings.append(f"SendMessage ({mode}): time budget spent after {r} of {rounds} rounds")
             break
         progress(f"SendMessage ({mode}): round {r + 1}/{rounds}")
-        for variant in VARIANTS[r % 3 :] + VARIANTS[: r % 3]:
+        for variant in VARIANTS if r % 2 == 0 else VARIANTS[::-1]:
             cfg = worker_config(variant, mode, quick, endpoint_url, queue_url)
             try:
-                result, _ = run_json_child(_worker_args(cfg), env=worker_env(variant), cwd=REPO_ROOT, timeout_s=120)
+                result = _run_worker(cfg)
             except ChildFailed as exc:
                 warnings.append(f"FAILED SendMessage ({mode}) {variant}: {exc}")
                 return Section(f"SQS SendMessage, {mode}", "failed", notes=[str(exc)])
-            per_round[variant].append(median(result["per_call_ns"]) / 1000.0)
+            medians[variant].append({k: median(v) / 1000.0 for k, v in result["per_call_ns"].items()})
             last[variant] = result
-            _check_spans(mode, variant, cfg, result, warnings)
-    return _section(mode, per_round, last, worker_config("bare", mode, quick, endpoint_url, queue_url))
+            _check_spans(mode, variant, result, warnings)
+    section = _section(mode, medians, worker_config("hoptrace", mode, quick, endpoint_url, queue_url))
+    section.raw.update(
+        injected={v: r.get("injected") for v, r in last.items()},
+        span_names_last_worker={v: r.get("span_names") for v, r in last.items()},
+        hoptrace_stats_last_worker=last.get("hoptrace", {}).get("stats"),
+    )
+    return section
 
 
-def _check_spans(mode: str, variant: str, cfg: dict[str, Any], result: dict[str, Any], warnings: list[str]) -> None:
-    if variant == "bare":
-        return
-    calls = (cfg["warmup"] + cfg["batches"]) * cfg["calls"]
+def _check_spans(mode: str, variant: str, result: dict[str, Any], warnings: list[str]) -> None:
     errors = {k: v for k, v in result.get("stats", {}).items() if k.startswith("internal_errors")}
     if errors:
         warnings.append(f"SendMessage ({mode}): hoptrace counted internal errors {errors}: figures may be too low")
-    if result["spans"] < calls:
+    if result["spans"] < result["traced_calls"]:
         warnings.append(
-            f"SendMessage ({mode}): {LABELS[variant]} exported {result['spans']} spans for {calls} calls; "
-            "its per-call figure does not include a full span"
+            f"SendMessage ({mode}): {LABELS[variant]} exported {result['spans']} spans for {result['traced_calls']} "
+            "traced calls; its per-call figure does not include a full span"
         )
 
 
-def _section(
-    mode: str, per_round: dict[str, list[float]], last: dict[str, dict[str, Any]], shape: dict[str, Any]
-) -> Section:
+def _ratio(workers: list[dict[str, float]], kind: str) -> float:
+    """Median over workers of kind / bare in the same worker: a process's speed cancels out."""
+    return median([w[kind] / w["bare"] for w in workers])
+
+
+def _section(mode: str, medians: dict[str, list[dict[str, float]]], shape: dict[str, Any]) -> Section:
     what = "answered inside botocore (client-side cost only)" if mode == "stub" else "sent to moto_server on loopback"
-    n = len(per_round["bare"])
+    n = len(medians["hoptrace"])
     section = Section(
         f"SQS SendMessage, {mode}",
-        f"µs per call, {what}: median over {n} worker processes per variant (interleaved) of each worker's "
-        f"median over {shape['batches']} batches of {shape['calls']} calls, each batch one traced invocation.",
+        f"µs per call, {what}. {n} worker processes per instrumentation, each alternating {shape['batches']} "
+        f"batches of {shape['calls']} calls per kind. Processes differ in speed, so each worker is its own "
+        "baseline: value = baseline × median over workers of (traced ÷ bare in that worker), with baseline the "
+        "median bare call over all workers.",
     )
-    base = median(per_round["bare"])
+    base = median([w["bare"] for v in VARIANTS for w in medians[v]])
     added: dict[str, float] = {}
-    for variant in ("hoptrace", "otel"):
-        row = Row(f"SendMessage: {LABELS[variant]}", "µs", LABELS["bare"], base, median(per_round[variant]))
+    for variant in VARIANTS:
+        workers = medians[variant]
+        if "bare_ctx" in workers[0]:
+            value = base * _ratio(workers, "bare_ctx")
+            section.rows.append(
+                Row(f"SendMessage, bare + {LABELS[variant]}'s message attributes", "µs", "bare boto3", base, value)
+            )
+        row = Row(f"SendMessage: {LABELS[variant]}", "µs", "bare boto3", base, base * _ratio(workers, "traced"))
         added[variant] = row.added
         if mode == "stub" and variant == "hoptrace":
             row.goal = f"≤ {ADDED_GOAL_US:.0f} µs added"
@@ -217,12 +307,9 @@ def _section(
         vs.goal = f"≥ {VS_OTEL_GOAL:.0f}× less (ratio ≤ {1 / VS_OTEL_GOAL:.2f})"
         vs.met = added["otel"] > 0 and vs.ratio <= 1 / VS_OTEL_GOAL
     section.rows.append(vs)
-    spread = {v: f"{min(x):.1f}–{max(x):.1f}" for v, x in per_round.items() if x}
-    section.notes.append("per-worker medians, min–max µs: " + ", ".join(f"{LABELS[v]} {s}" for v, s in spread.items()))
-    section.raw = {
-        "per_worker_median_us": per_round,
-        "config": shape,
-        "span_names_last_worker": {v: r.get("span_names") for v, r in last.items()},
-        "hoptrace_stats_last_worker": last.get("hoptrace", {}).get("stats"),
-    }
+    for variant in VARIANTS:
+        ratios = ", ".join(f"{w['traced'] / w['bare']:.2f}" for w in medians[variant])
+        bares = ", ".join(f"{w['bare']:.0f}" for w in medians[variant])
+        section.notes.append(f"{LABELS[variant]} workers: traced ÷ bare {ratios}; bare µs {bares}")
+    section.raw = {"per_worker_median_us": medians, "config": shape}
     return section

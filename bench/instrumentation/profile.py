@@ -1,16 +1,20 @@
-"""``--profile``: where hoptrace's time goes, sampled with py-spy, for whoever sets out to cut it.
+"""``--profile``: where hoptrace's time goes, for whoever sets out to cut it.
 
-Every target is a real benchmark process (a cold-start child or a worker, as for the figures)
-run under ``py-spy record --gil --nonblocking``: each sample is the stack of the thread holding
-the GIL, so samples add up to Python CPU time across threads (hoptrace's export thread
-included); waiting on the network or on another thread is not in them. Non-blocking sampling
-leaves the process at full speed but loses some samples, so times are estimates: each table
-says how it converts samples to time. Folded stacks are kept in ``bench/out/profile/``.
+Each target is a real benchmark process (a cold-start child or a worker, as for the figures).
 
-- cold start (hoptrace and bare handler modules, several runs): CPU per line of the handler
-  module, and import time per package, hoptrace beside bare;
-- SendMessage (hoptrace worker, stub mode): µs per call per function;
-- flush (hoptrace worker): µs per invocation per function, export thread included.
+- Cold start and flush run under ``py-spy record --gil --nonblocking``: each sample is the stack
+  of the thread holding the GIL, so samples add up to Python CPU time across threads (hoptrace's
+  export thread included); waiting on the network or another thread is not in them. Non-blocking
+  sampling keeps the process at full speed (blocking sampling slowed it several times here) but
+  loses some samples and may misread a fast-changing stack: good for imports and the exporter,
+  whose frames last. Cold start: CPU per line of the handler module and import time per package,
+  hoptrace beside bare. Flush: µs per invocation per function, export thread included.
+- SendMessage runs pyinstrument inside the worker on every other batch (one thread is all a call
+  uses): exact stacks, but its per-call hook slows botocore's many small calls, so figures are
+  scaled back by the slow-down measured on the unprofiled batches of the same worker. Self time
+  per function in traced batches beside bare ones, and hoptrace's functions inclusive.
+
+Raw data (folded stacks, per-function JSON) is kept in ``bench/out/profile/``.
 """
 
 from __future__ import annotations
@@ -21,18 +25,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.measure import REPO_ROOT, median, progress
+from bench.measure import REPO_ROOT, median, progress, run_json_child
 from bench.report import OUT_DIR, Section
 
-from . import aws_call, coldstart, flush
+from . import aws_call, coldstart, flush, lambda_env
 
-RATE = 1000  # samples per second
+RATE = 2000  # samples per second
 PROFILE_DIR = OUT_DIR / "profile"
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*):(?P<line>\d+)\)$")
 _SAMPLES = re.compile(r"Samples: (\d+) Errors: (\d+)")
@@ -183,9 +187,9 @@ def _import_package(stack: Stack, handler_file: str) -> str | None:
 
 def profile_coldstart(endpoint: str, runs: int = 8) -> list[str]:
     """CPU per handler-module line and import time per package, hoptrace beside bare."""
-    by_line: dict[str, Counter[str]] = {"bare": Counter(), "hoptrace": Counter()}
-    by_package: dict[str, Counter[str]] = {"bare": Counter(), "hoptrace": Counter()}
-    totals: Counter[str] = Counter()
+    by_line: dict[str, defaultdict[str, float]] = {v: defaultdict(float) for v in ("bare", "hoptrace")}
+    by_package: dict[str, defaultdict[str, float]] = {v: defaultdict(float) for v in ("bare", "hoptrace")}
+    totals: defaultdict[str, float] = defaultdict(float)
     with tempfile.TemporaryDirectory(prefix="hoptrace-bench-profile-") as tmp:
         root = Path(tmp)
         coldstart.write_task_root(root)
@@ -211,7 +215,8 @@ def profile_coldstart(endpoint: str, runs: int = 8) -> list[str]:
         f"hoptrace {totals['hoptrace']:.0f} ms (all threads; includes the runtime stand-in and exit).",
         "",
     ]
-    rows = [(f"{k} (bare: {by_line['bare'][k]:.1f})", v) for k, v in by_line["hoptrace"].most_common()]
+    top = sorted(by_line["hoptrace"].items(), key=lambda kv: -kv[1])
+    rows = [(f"{k} (bare: {by_line['bare'][k]:.1f})", v) for k, v in top]
     lines += _table(rows, "hoptrace handler module, by line (init and invocations)", "ms", 10)
     packages = set(by_package["bare"]) | set(by_package["hoptrace"])
     delta = sorted(((p, by_package["hoptrace"][p] - by_package["bare"][p]) for p in packages), key=lambda x: -abs(x[1]))
@@ -234,48 +239,78 @@ def _line_key(stack: Stack, handler_file: str, source: list[str]) -> str:
 # -- SendMessage ----------------------------------------------------------------------------------
 
 
+def summarize(sessions: Sequence[Any], below: str) -> dict[str, Any]:
+    """Self and inclusive seconds per function of pyinstrument sessions, under the frames named ``below``."""
+    self_s: defaultdict[str, float] = defaultdict(float)
+    inclusive_s: defaultdict[str, float] = defaultdict(float)
+
+    def visit(frame: Any, inside: bool, path: frozenset[str]) -> None:
+        if frame.is_synthetic:
+            return
+        qualname = f"{frame.class_name}.{frame.function}" if frame.class_name else frame.function
+        label = Frame(qualname, frame.file_path or "", 0).function
+        if inside:
+            self_s[label] += frame.total_self_time
+            if label not in path:  # count a recursive function once
+                inclusive_s[label] += frame.time
+            path = path | {label}
+        for child in frame.children:
+            visit(child, inside or frame.function == below, path)
+
+    for session in sessions:
+        root = session.root_frame()
+        if root is not None:
+            visit(root, False, frozenset())
+    return {"self": dict(self_s), "inclusive": dict(inclusive_s)}
+
+
 def profile_aws_call() -> list[str]:
-    cfg = aws_call.worker_config("hoptrace", "stub", False, None, coldstart.lambda_env.QUEUE_URL)
-    progress("profile: SendMessage worker (hoptrace, stub)")
-    rec = record(
+    """Self time per function in traced batches beside bare ones of the same worker, µs per call.
+
+    pyinstrument, in the worker (one thread is all a call uses): accurate stacks at full speed.
+    """
+    cfg = aws_call.worker_config("hoptrace", "stub", False, None, lambda_env.QUEUE_URL)
+    cfg.update(batches=40, profile=True)
+    progress("profile: SendMessage worker (hoptrace, stub, pyinstrument)")
+    result, _ = run_json_child(
         [sys.executable, "-m", "bench.instrumentation.worker", "aws_call", json.dumps(cfg)],
         env=aws_call.worker_env("hoptrace"),
         cwd=REPO_ROOT,
-        name="aws-call-hoptrace",
+        timeout_s=300,
     )
-    calls = (cfg["warmup"] + cfg["batches"]) * cfg["calls"]
-    # What runs below the benchmark's loop: the call itself (the invocation wrapper is above it).
-    timed: list[tuple[Stack, int]] = []
-    for stack, n in rec.stacks.items():
-        loop = [i for i, f in enumerate(stack) if f.func.endswith("batch") and "bench/" in f.file]
-        if loop and _steady(stack):
-            timed.append((stack[loop[-1] + 1 :], n))
-    samples = sum(n for _, n in timed)
-    if not samples:
-        return ["**SendMessage**: no samples in the timed batches (py-spy could not read the worker)."]
-    # The batches are pure CPU on one thread: scale samples by the per-call time the worker measured.
-    measured_us = median(rec.output.get("per_call_ns") or [0.0]) / 1000.0
-    us = measured_us / (samples / calls) if measured_us else rec.ms_per_sample * 1000.0
-    under_ours = sum(n for s, n in timed if any(f.ours for f in s))
+    (PROFILE_DIR / "aws-call-hoptrace.json").write_text(json.dumps(result["profile"], indent=1))
+    prof = result["profile"]
+    # Scaled back to full speed: pyinstrument's call hook slows botocore's many small calls a lot.
+    us = {k: 1e6 / p["calls"] / p["slowdown"] for k, p in prof.items()}
+    traced, bare = prof["traced"]["self"], prof["bare"]["self"]
+    rows = sorted(
+        ((f, traced.get(f, 0.0) * us["traced"], bare.get(f, 0.0) * us["bare"]) for f in set(traced) | set(bare)),
+        key=lambda r: -(r[1] - r[2]),
+    )
+    total = {k: sum(p["self"].values()) * us[k] for k, p in prof.items()}
+    incl = prof["traced"]["inclusive"]
+    ours = sum(v for f, v in incl.items() if f.startswith(("inner (hoptrace/instrumentation/guard.py",)))
     lines = [
-        f"**SendMessage (stub)**, hoptrace worker: {measured_us:.0f} µs per call measured while sampled; "
-        f"{under_ours / samples:.0%} of the call's samples ({under_ours * us / calls:.1f} µs per call) are under "
-        "hoptrace frames (hooks, carriers, and the SDK calls they make).",
+        f"**SendMessage (stub)**, hoptrace worker under pyinstrument (which slowed calls "
+        f"{prof['bare']['slowdown']:.1f}×; figures scaled back), µs per call: traced {total['traced']:.0f}, "
+        f"bare {total['bare']:.0f}, bare + hoptrace's attributes {total.get('bare_ctx', float('nan')):.0f}; "
+        f"{ours * us['traced']:.0f} µs of a traced call are inside hoptrace's guarded hooks (carriers and the SDK "
+        "calls they make included); the rest of the difference is botocore doing more for it.",
         "",
+        "| function (self time) | traced µs | bare µs | added µs |",
+        "|---|--:|--:|--:|",
     ]
-    ours = inclusive(timed, lambda f: f.tracing)
-    lines += _table(((k, v * us / calls) for k, v in ours.most_common()), "function (inclusive)", "µs per call", 22)
-    traced = []
-    for stack, n in timed:
-        first = next((i for i, f in enumerate(stack) if f.ours), None)
-        if first is not None:
-            traced.append((stack[first:], n))
-    lines += _table(
-        ((k, v * us / calls) for k, v in innermost(traced).most_common()),
-        "running under hoptrace frames (self time)",
-        "µs per call",
-        15,
+    lines += [f"| `{f}` | {t:.1f} | {b:.1f} | {t - b:+.1f} |" for f, t, b in rows[:20]]
+    lines.append("")
+    tracing = sorted(
+        (
+            (f, v * us["traced"])
+            for f, v in incl.items()
+            if f.split(" (", 1)[1].startswith(("hoptrace/", "opentelemetry/"))
+        ),
+        key=lambda r: -r[1],
     )
+    lines += _table(tracing, "hoptrace and OpenTelemetry SDK functions (inclusive)", "µs per call", 20)
     return lines
 
 
@@ -318,9 +353,10 @@ def profile_flush(endpoint: str, invocations: int = 300) -> list[str]:
 
 def run(sections: Sequence[str], endpoint: str, warnings: list[str]) -> Section:
     section = Section(
-        "Profile (py-spy)",
-        f"Where hoptrace's Python CPU time goes: samples of the thread holding the GIL ({RATE}/s, non-blocking); "
-        "folded stacks in `bench/out/profile/`. Estimates, to point at code, not figures to compare.",
+        "Profile",
+        "Where hoptrace's time goes. Cold start and flush: py-spy samples of the thread holding the GIL "
+        f"({RATE}/s, non-blocking, all threads); SendMessage: pyinstrument in the worker. Estimates, to point at "
+        "code, not figures to compare; raw data in `bench/out/profile/`.",
     )
     jobs: list[Callable[[], list[str]]] = []
     if "coldstart" in sections:

@@ -19,6 +19,9 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
+# The parameters of the last SendMessage answered here, as sent (with what instrumentation added).
+last_request: dict[str, Any] = {}
+
 
 class _Body:
     """The part of urllib3's response that botocore reads: ``stream()``."""
@@ -36,6 +39,8 @@ def send_message_response(request: Any) -> AWSResponse:
     """The answer SQS's JSON protocol gives to ``request`` (a botocore AWSPreparedRequest)."""
     body = request.body
     params = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    last_request.clear()
+    last_request.update(params)
     message = params.get("MessageBody", "")
     answer = {
         "MD5OfMessageBody": hashlib.md5(message.encode("utf-8")).hexdigest(),
