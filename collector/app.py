@@ -1,0 +1,115 @@
+"""The collector's HTTP face: OTLP ingest at ``/v1/traces`` and the query API under ``/api/v1``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, HTTPException, Request
+
+from . import auth
+from .config import CollectorConfig
+from .store import SpanStore, open_store
+from .writer import SpanWriter
+
+logger = logging.getLogger("hoptrace.collector")
+API = "/api/v1"
+
+
+class Collector:
+    """The running parts behind the app: store, writer, retention."""
+
+    def __init__(self, config: CollectorConfig, store: SpanStore | None = None) -> None:
+        self.config = config
+        self.store = store or open_store(config.store_url)
+        self.store.migrate()
+        self.writer = SpanWriter(self.store, max_pending_spans=config.max_pending_spans)
+        self._stop = threading.Event()
+        self._retention: threading.Thread | None = None
+        default = self.store.project("default")
+        self.default_project_id = default.id if default else 1
+
+    def start(self) -> None:
+        if self.config.retention_s:
+            self._retention = threading.Thread(target=self._retain, name="hoptrace-retention", daemon=True)
+            self._retention.start()
+
+    def _retain(self) -> None:
+        interval = min(3600.0, max(1.0, (self.config.retention_s or 0) / 24))
+        while not self._stop.is_set():
+            cutoff = time.time_ns() - int((self.config.retention_s or 0) * 1e9)
+            try:
+                deleted = self.store.delete_before(cutoff)
+                if deleted:
+                    logger.info("retention: deleted %d spans older than %s", deleted, cutoff)
+            except Exception:
+                logger.exception("retention pass failed")
+            self._stop.wait(interval)
+
+    def close(self) -> None:
+        self._stop.set()
+        if not self.writer.close():
+            logger.error("the writer did not drain in time; unacknowledged spans may be lost")
+        self.store.close()
+
+
+def collector_of(request: Request) -> Collector:
+    """The collector serving this request."""
+    c: Collector = request.app.state.collector
+    return c
+
+
+def project_for(request: Request, kind: str) -> int:
+    """The project a request may act on with its token (``ingest`` or ``read``); 401/403 otherwise.
+
+    With no tokens configured the collector is open and everything is the default project.
+    """
+    c = collector_of(request)
+    token = auth.token_from(request.headers, request.query_params if kind == "read" else None)
+    if not c.store.has_tokens():
+        return c.default_project_id
+    grant = auth.grant_for(c.store, token)
+    if grant is None:
+        raise HTTPException(401, "a valid token is required (Authorization: Bearer <token>)")
+    if grant.kind != kind:
+        raise HTTPException(403, f"this is a {grant.kind} token; this call needs a {kind} token")
+    return grant.project.id
+
+
+def create_app(config: CollectorConfig | None = None, store: SpanStore | None = None) -> FastAPI:
+    """The FastAPI app; the collector starts with it and drains what it accepted when it stops."""
+    cfg = config or CollectorConfig.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        collector = Collector(cfg, store)
+        collector.start()
+        app.state.collector = collector
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(collector.close)
+
+    app = FastAPI(
+        title="hoptrace collector",
+        version="1",
+        description="OTLP trace ingest and the query API of hoptrace.",
+        lifespan=lifespan,
+    )
+
+    from . import api, ingest
+
+    app.include_router(ingest.router)
+    app.include_router(api.router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and the writer's backlog")
+    def health(request: Request) -> dict[str, Any]:
+        c = collector_of(request)
+        return {"status": "ok", "pending_spans": c.writer.pending_spans}
+
+    return app

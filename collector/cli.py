@@ -1,0 +1,145 @@
+"""The ``hoptrace`` command: ``serve`` the collector, manage ``project``s.
+
+Start-up problems (bad store URL, unreachable database, port in use, open access on a public
+address) end with one clear line and exit status 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+from collections.abc import Sequence
+
+from .config import DEFAULT_STORE, CollectorConfig, parse_duration
+from .otlp import Limits
+
+
+def _missing_server_extra(exc: ImportError) -> int:
+    print(
+        f"hoptrace: the collector needs the server extra ({exc.name} is missing): pip install 'hoptrace[server]'",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_port(host: str, port: int) -> str | None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another collector running? use --port)"
+    return None
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .app import create_app
+        from .store import StoreError, open_store
+    except ImportError as exc:
+        return _missing_server_extra(exc)
+    env = CollectorConfig.from_env()
+    config = CollectorConfig(
+        store_url=args.store or env.store_url,
+        host=args.host or env.host,
+        port=args.port if args.port is not None else env.port,
+        limits=Limits(
+            max_body_bytes=args.max_body_bytes or env.limits.max_body_bytes,
+            max_spans=args.max_spans or env.limits.max_spans,
+            max_attribute_bytes=env.limits.max_attribute_bytes,
+        ),
+        retention_s=parse_duration(args.retention) if args.retention else env.retention_s,
+        max_pending_spans=env.max_pending_spans,
+        allow_open=args.allow_open,
+    )
+    try:
+        store = open_store(config.store_url)
+        store.migrate()
+    except StoreError as exc:
+        print(f"hoptrace: {exc}", file=sys.stderr)
+        return 2
+    if not store.has_tokens() and not _is_loopback(config.host) and not config.allow_open:
+        store.close()
+        print(
+            f"hoptrace: refusing to listen on {config.host} with no tokens: anyone could read and write traces. "
+            "Create a project first (hoptrace project create NAME) or pass --allow-open.",
+            file=sys.stderr,
+        )
+        return 2
+    problem = _check_port(config.host, config.port)
+    if problem:
+        store.close()
+        print(f"hoptrace: {problem}", file=sys.stderr)
+        return 2
+    app = create_app(config, store)
+    print(f"hoptrace collector on http://{config.host}:{config.port} (store {config.store_url})", flush=True)
+    print(f"  send OTLP/HTTP to http://{config.host}:{config.port}/v1/traces; API docs at /docs", flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level, timeout_graceful_shutdown=30)
+    return 0
+
+
+def project(args: argparse.Namespace) -> int:
+    try:
+        from .auth import create_project
+        from .store import StoreError, open_store
+    except ImportError as exc:
+        return _missing_server_extra(exc)
+    try:
+        store = open_store(args.store or CollectorConfig.from_env().store_url)
+        store.migrate()
+        created, ingest, read = create_project(store, args.name)
+    except StoreError as exc:
+        print(f"hoptrace: {exc}", file=sys.stderr)
+        return 2
+    store.close()
+    print(f"project {created.name!r} created (id {created.id}). Keep these tokens: they are shown only once.")
+    print(f"  ingest token: {ingest}")
+    print(f"  read token:   {read}")
+    print(f"  instrumented functions: OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20{ingest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hoptrace", description="hoptrace: traces and service maps for serverless")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the collector (OTLP ingest, query API, UI)")
+    s.add_argument("--store", help=f"store URL (default {DEFAULT_STORE}; env HOPTRACE_STORE)")
+    s.add_argument("--host", help="address to listen on (default 127.0.0.1; env HOPTRACE_HOST)")
+    s.add_argument("--port", type=int, help="port (default 4318; env HOPTRACE_PORT)")
+    s.add_argument("--retention", help="delete spans older than this, e.g. 7d (env HOPTRACE_RETENTION)")
+    s.add_argument("--max-body-bytes", type=int, help="largest uncompressed request (default 5 MB)")
+    s.add_argument("--max-spans", type=int, help="most spans per request (default 10000)")
+    s.add_argument("--allow-open", action="store_true", help="serve without tokens on a non-loopback address")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    s.set_defaults(func=serve)
+    p = sub.add_parser("project", help="manage projects")
+    psub = p.add_subparsers(dest="action", required=True)
+    c = psub.add_parser("create", help="create a project and print its ingest and read tokens")
+    c.add_argument("name")
+    c.add_argument("--store", help="store URL (default from HOPTRACE_STORE or sqlite:///hoptrace.db)")
+    c.set_defaults(func=project)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Collector settings: command-line flags, each with a ``HOPTRACE_*`` environment variable."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from .otlp import Limits
+
+DEFAULT_STORE = "sqlite:///hoptrace.db"
+
+
+def parse_duration(text: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``45s`` (or plain seconds) as seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text or "")
+    if not match:
+        raise ValueError(f"{text!r} is not a duration: write e.g. 7d, 12h, 30m or 45s")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+
+
+@dataclass
+class CollectorConfig:
+    store_url: str = DEFAULT_STORE
+    host: str = "127.0.0.1"
+    port: int = 4318
+    limits: Limits = field(default_factory=Limits)
+    retention_s: float | None = None
+    max_pending_spans: int = 100_000
+    allow_open: bool = False  # serve without tokens on a non-loopback address (explicit opt-in)
+
+    @classmethod
+    def from_env(cls) -> CollectorConfig:
+        e = os.environ
+        retention = e.get("HOPTRACE_RETENTION")
+        return cls(
+            store_url=e.get("HOPTRACE_STORE", DEFAULT_STORE),
+            host=e.get("HOPTRACE_HOST", "127.0.0.1"),
+            port=int(e.get("HOPTRACE_PORT", "4318")),
+            limits=Limits(
+                max_body_bytes=int(e.get("HOPTRACE_MAX_BODY_BYTES", str(Limits.max_body_bytes))),
+                max_spans=int(e.get("HOPTRACE_MAX_SPANS_PER_REQUEST", str(Limits.max_spans))),
+                max_attribute_bytes=int(e.get("HOPTRACE_MAX_ATTRIBUTE_BYTES", str(Limits.max_attribute_bytes))),
+            ),
+            retention_s=parse_duration(retention) if retention else None,
+            max_pending_spans=int(e.get("HOPTRACE_MAX_PENDING_SPANS", "100000")),
+        )

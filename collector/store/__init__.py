@@ -1,0 +1,140 @@
+"""Storage: one narrow protocol, two real backends (SQLite embedded, PostgreSQL shared).
+
+The rest of the collector talks to ``SpanStore`` only and never knows which backend it has.
+``open_store(url)`` picks the backend from the URL scheme.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..otlp import SpanBatch
+
+
+@dataclass(frozen=True)
+class StoredSpan:
+    """A span as read back: indexed columns, the span's protobuf bytes and its resource's."""
+
+    trace_id: bytes
+    span_id: bytes
+    parent_span_id: bytes | None
+    service_name: str
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    status: int
+    data: bytes
+    resource: bytes
+
+
+@dataclass(frozen=True)
+class SpanQuery:
+    """Filters of a span search; every one optional, all combined with AND."""
+
+    start_ns: int | None = None
+    end_ns: int | None = None
+    service: str | None = None
+    name: str | None = None
+    status: int | None = None
+    min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
+    terms: tuple[tuple[str | None, str], ...] = ()  # (key or None for any key, value)
+    limit: int = 100
+    before: tuple[int, bytes] | None = None  # cursor: (start_ns, span_id) of the last row seen
+
+
+@dataclass(frozen=True)
+class ServiceSummary:
+    service_name: str
+    spans: int
+    errors: int
+    last_seen_ns: int
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    name: str
+
+
+@dataclass
+class TokenGrant:
+    project: Project
+    kind: str  # "ingest" or "read"
+
+
+@dataclass
+class StoreStats:
+    spans: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message says what to fix."""
+
+
+class SpanStore(Protocol):
+    """What the collector needs from a database."""
+
+    def migrate(self) -> int:
+        """Bring the schema to the latest version (forward only); returns that version."""
+        ...
+
+    def write(self, items: list[tuple[int, SpanBatch]]) -> None:
+        """Store batches of several projects in one transaction; returns only once committed."""
+        ...
+
+    def trace(self, project_id: int, trace_id: bytes) -> list[StoredSpan]:
+        """Every span of a trace, oldest first."""
+        ...
+
+    def search_spans(self, project_id: int, query: SpanQuery) -> list[StoredSpan]:
+        """Spans matching the query, newest first, at most ``query.limit``."""
+        ...
+
+    def services(self, project_id: int, start_ns: int, end_ns: int) -> list[ServiceSummary]:
+        """Services seen in the window, with span and error counts."""
+        ...
+
+    def delete_before(self, cutoff_ns: int) -> int:
+        """Retention: remove spans that started before the cutoff; returns how many."""
+        ...
+
+    def create_project(self, name: str) -> Project:
+        ...
+
+    def project(self, name: str) -> Project | None:
+        ...
+
+    def add_token(self, project_id: int, kind: str, token_hash: str) -> None:
+        ...
+
+    def grant(self, token_hash: str) -> TokenGrant | None:
+        """The project and kind a token (by hash) gives access to, if any."""
+        ...
+
+    def has_tokens(self) -> bool:
+        ...
+
+    def count_spans(self, project_id: int | None = None) -> int:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def open_store(url: str) -> SpanStore:
+    """A store for ``sqlite:///path.db`` or ``postgresql://…``; clear errors for anything else."""
+    if url.startswith("sqlite:"):
+        from .sqlite import SqliteStore
+
+        return SqliteStore.from_url(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from .postgres import PostgresStore
+
+        return PostgresStore.from_url(url)
+    raise StoreError(
+        f"unsupported store URL {url!r}: use sqlite:///path/to/hoptrace.db or postgresql://user@host/dbname"
+    )

@@ -1,0 +1,276 @@
+"""SQLite backend: the embedded default. WAL, one writer connection, readers on their own.
+
+Durability: ``synchronous=FULL`` so a commit that returned is on disk; the collector's single
+writer groups many requests into one transaction, which keeps that affordable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ..otlp import SpanBatch
+from . import Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant
+from .schema import DEFAULT_PROJECT, LATEST, MIGRATIONS
+
+_SPAN_COLUMNS = (
+    "s.trace_id, s.span_id, s.parent_span_id, s.service_name, s.name, s.kind, s.start_ns, s.end_ns, s.status, s.data"
+)
+
+
+class SqliteStore:
+    """A SpanStore in one SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            parent = Path(path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"cannot open SQLite store {path!r}: the folder {parent} does not exist")
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._writer = self._connect()
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        parsed = urlparse(url)
+        if parsed.scheme != "sqlite" or parsed.netloc not in ("", "localhost"):
+            raise StoreError(f"bad SQLite URL {url!r}: write sqlite:///relative.db or sqlite:////absolute/path.db")
+        path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
+        if not path:
+            raise StoreError(f"bad SQLite URL {url!r}: it names no file (sqlite:///hoptrace.db)")
+        return cls(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from None
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+        return conn
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > LATEST:
+                raise StoreError(
+                    f"the database has schema version {current}, newer than this hoptrace ({LATEST}): upgrade hoptrace"
+                )
+            for version in range(current + 1, LATEST + 1):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in MIGRATIONS[version - 1]:
+                        conn.execute(statement.format(blob="BLOB", serial="INTEGER"))
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            if conn.execute("SELECT count(*) FROM projects").fetchone()[0] == 0:
+                conn.execute("INSERT INTO projects (name, created_ns) VALUES (?, ?)", (DEFAULT_PROJECT, time.time_ns()))
+            return LATEST
+
+    # -- ingest ------------------------------------------------------------------------------
+
+    def write(self, items: list[tuple[int, SpanBatch]]) -> None:
+        resources: list[tuple[Any, ...]] = []
+        spans: list[tuple[Any, ...]] = []
+        terms: list[tuple[Any, ...]] = []
+        links: list[tuple[Any, ...]] = []
+        for project_id, batch in items:
+            resources.extend((project_id, r.key, r.service_name, r.data) for r in batch.resources.values())
+            spans.extend(
+                (project_id, s.trace_id, s.span_id, s.parent_span_id, s.resource_key, s.service_name, s.name,
+                 s.kind, s.start_ns, s.end_ns, s.end_ns - s.start_ns, s.status, s.data)
+                for s in batch.spans
+            )  # fmt: skip
+            terms.extend((project_id, t.value, t.key, t.trace_id, t.span_id, t.start_ns) for t in batch.terms)
+            starts = {(s.trace_id, s.span_id): s.start_ns for s in batch.spans}
+            links.extend(
+                (project_id, k.trace_id, k.span_id, k.linked_trace_id, k.linked_span_id,
+                 starts.get((k.trace_id, k.span_id), 0))
+                for k in batch.links
+            )  # fmt: skip
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO resources (project_id, key, service_name, data) VALUES (?, ?, ?, ?)",
+                    resources,
+                )
+                conn.executemany(
+                    "INSERT INTO spans (project_id, trace_id, span_id, parent_span_id, resource_key, service_name,"
+                    " name, kind, start_ns, end_ns, duration_ns, status, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    spans,
+                )
+                conn.executemany(
+                    "INSERT INTO span_terms (project_id, value, key, trace_id, span_id, start_ns)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    terms,
+                )
+                conn.executemany(
+                    "INSERT INTO span_links (project_id, trace_id, span_id, linked_trace_id, linked_span_id, start_ns)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    links,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def trace(self, project_id: int, trace_id: bytes) -> list[StoredSpan]:
+        rows = self._reader().execute(
+            f"SELECT {_SPAN_COLUMNS}, r.data FROM spans s"
+            " JOIN resources r ON r.project_id = s.project_id AND r.key = s.resource_key"
+            " WHERE s.project_id = ? AND s.trace_id = ? ORDER BY s.start_ns, s.span_id",
+            (project_id, trace_id),
+        ).fetchall()
+        return _dedupe([StoredSpan(*row) for row in rows])
+
+    def search_spans(self, project_id: int, query: SpanQuery) -> list[StoredSpan]:
+        where = ["s.project_id = ?"]
+        args: list[Any]
+        joins = ""
+        args = []
+        for i, (key, value) in enumerate(query.terms):
+            joins += (
+                f" JOIN span_terms t{i} ON t{i}.project_id = s.project_id AND t{i}.trace_id = s.trace_id"
+                f" AND t{i}.span_id = s.span_id AND t{i}.value = ?"
+            )
+            args.append(value)
+            if key is not None:
+                joins += f" AND t{i}.key = ?"
+                args.append(key)
+        args.append(project_id)
+        for column, op, bound in (
+            ("s.start_ns", ">=", query.start_ns),
+            ("s.start_ns", "<", query.end_ns),
+            ("s.service_name", "=", query.service),
+            ("s.name", "=", query.name),
+            ("s.status", "=", query.status),
+            ("s.duration_ns", ">=", query.min_duration_ns),
+            ("s.duration_ns", "<=", query.max_duration_ns),
+        ):
+            if bound is not None:
+                where.append(f"{column} {op} ?")
+                args.append(bound)
+        if query.before is not None:
+            where.append("(s.start_ns < ? OR (s.start_ns = ? AND s.span_id < ?))")
+            args.extend([query.before[0], query.before[0], query.before[1]])
+        sql = (
+            f"SELECT {_SPAN_COLUMNS}, r.data FROM spans s{joins}"
+            " JOIN resources r ON r.project_id = s.project_id AND r.key = s.resource_key"
+            f" WHERE {' AND '.join(where)} ORDER BY s.start_ns DESC, s.span_id DESC LIMIT ?"
+        )
+        args.append(query.limit)
+        return [StoredSpan(*row) for row in self._reader().execute(sql, args).fetchall()]
+
+    def services(self, project_id: int, start_ns: int, end_ns: int) -> list[ServiceSummary]:
+        rows = self._reader().execute(
+            "SELECT service_name, count(*), sum(status = 2), max(start_ns) FROM spans"
+            " WHERE project_id = ? AND start_ns >= ? AND start_ns < ? GROUP BY service_name ORDER BY service_name",
+            (project_id, start_ns, end_ns),
+        ).fetchall()
+        return [ServiceSummary(name, int(n), int(errors or 0), int(last)) for name, n, errors, last in rows]
+
+    def delete_before(self, cutoff_ns: int) -> int:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = 0
+                for (project_id,) in conn.execute("SELECT id FROM projects").fetchall():
+                    deleted += conn.execute(
+                        "DELETE FROM spans WHERE project_id = ? AND start_ns < ?", (project_id, cutoff_ns)
+                    ).rowcount
+                    conn.execute(
+                        "DELETE FROM span_links WHERE project_id = ? AND start_ns < ?", (project_id, cutoff_ns)
+                    )
+                conn.execute("DELETE FROM span_terms WHERE start_ns < ?", (cutoff_ns,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return deleted
+
+    # -- projects and tokens -----------------------------------------------------------------
+
+    def create_project(self, name: str) -> Project:
+        with self._write_lock:
+            try:
+                cur = self._writer.execute(
+                    "INSERT INTO projects (name, created_ns) VALUES (?, ?)", (name, time.time_ns())
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(f"a project named {name!r} already exists") from None
+            return Project(int(cur.lastrowid or 0), name)
+
+    def project(self, name: str) -> Project | None:
+        row = self._reader().execute("SELECT id, name FROM projects WHERE name = ?", (name,)).fetchone()
+        return Project(int(row[0]), row[1]) if row else None
+
+    def add_token(self, project_id: int, kind: str, token_hash: str) -> None:
+        with self._write_lock:
+            self._writer.execute(
+                "INSERT INTO tokens (token_hash, project_id, kind, created_ns) VALUES (?, ?, ?, ?)",
+                (token_hash, project_id, kind, time.time_ns()),
+            )
+
+    def grant(self, token_hash: str) -> TokenGrant | None:
+        row = self._reader().execute(
+            "SELECT p.id, p.name, t.kind FROM tokens t JOIN projects p ON p.id = t.project_id WHERE t.token_hash = ?",
+            (token_hash,),
+        ).fetchone()
+        return TokenGrant(Project(int(row[0]), row[1]), row[2]) if row else None
+
+    def has_tokens(self) -> bool:
+        return self._reader().execute("SELECT 1 FROM tokens LIMIT 1").fetchone() is not None
+
+    def count_spans(self, project_id: int | None = None) -> int:
+        if project_id is None:
+            row = self._reader().execute("SELECT count(*) FROM spans").fetchone()
+        else:
+            row = self._reader().execute("SELECT count(*) FROM spans WHERE project_id = ?", (project_id,)).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._writer.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+
+def _dedupe(spans: list[StoredSpan]) -> list[StoredSpan]:
+    """A client that resent a batch whose acknowledgement it lost stored it twice: show it once."""
+    seen: set[bytes] = set()
+    out = []
+    for span in spans:
+        if span.span_id not in seen:
+            seen.add(span.span_id)
+            out.append(span)
+    return out

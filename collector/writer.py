@@ -1,0 +1,108 @@
+"""The single writer: group commit with a bounded queue.
+
+Requests hand their batch to the writer and wait; the writer thread takes everything queued
+(up to a group size) and commits it in one transaction, then wakes every waiting request. A
+span is acknowledged only after that commit. When the queue holds too many spans, new
+requests are refused at once (the HTTP layer answers 503 with ``Retry-After``), so memory
+stays bounded under overload.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from concurrent.futures import Future
+
+from .otlp import SpanBatch
+from .store import SpanStore
+
+logger = logging.getLogger("hoptrace.collector")
+
+
+class Overloaded(Exception):
+    """The writer is full; retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"the collector is overloaded; retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class ShuttingDown(Exception):
+    """The writer no longer accepts work (the collector is stopping)."""
+
+
+class SpanWriter:
+    """Owns all writes to the store; see the module docstring."""
+
+    def __init__(self, store: SpanStore, max_pending_spans: int = 100_000, max_group_spans: int = 20_000) -> None:
+        self._store = store
+        self._max_pending = max_pending_spans
+        self._max_group = max_group_spans
+        self._queue: deque[tuple[int, SpanBatch, Future[None]]] = deque()
+        self._pending_spans = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self.commits = 0
+        self._thread = threading.Thread(target=self._run, name="hoptrace-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending_spans(self) -> int:
+        return self._pending_spans
+
+    def submit(self, project_id: int, batch: SpanBatch) -> Future[None]:
+        """Queue a batch; the future completes once it is committed (or fails with the error)."""
+        n = max(1, len(batch.spans))
+        future: Future[None] = Future()
+        with self._cond:
+            if self._closing:
+                raise ShuttingDown("the collector is shutting down")
+            if self._pending_spans + n > self._max_pending and self._queue:
+                raise Overloaded(retry_after_s=1 + self._pending_spans // max(1, self._max_group))
+            self._queue.append((project_id, batch, future))
+            self._pending_spans += n
+            self._cond.notify()
+        return future
+
+    def _take_group(self) -> list[tuple[int, SpanBatch, Future[None]]] | None:
+        with self._cond:
+            while not self._queue:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            group = [self._queue.popleft()]
+            size = len(group[0][1].spans)
+            while self._queue and size + len(self._queue[0][1].spans) <= self._max_group:
+                item = self._queue.popleft()
+                size += len(item[1].spans)
+                group.append(item)
+            return group
+
+    def _run(self) -> None:
+        while True:
+            group = self._take_group()
+            if group is None:
+                return
+            try:
+                self._store.write([(project_id, batch) for project_id, batch, _ in group])
+                error: BaseException | None = None
+                self.commits += 1
+            except BaseException as exc:
+                logger.exception("hoptrace: writing %d batch(es) failed", len(group))
+                error = exc
+            with self._cond:
+                self._pending_spans -= sum(max(1, len(b.spans)) for _, b, _ in group)
+            for _, _, future in group:
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Stop accepting work, commit everything already accepted; True if it all drained in time."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
