@@ -14,6 +14,11 @@ echo "== installing hoptrace with the dev extra"
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 
+# System packages and npm modules some tests drive for real (PostgreSQL, the OpenTelemetry JS SDK).
+for need in scripts/ensure-*.sh; do
+  [ -f "$need" ] && bash "$need"
+done
+
 echo "== ruff"
 .venv/bin/python -m ruff check .
 echo "== mypy"
