@@ -306,21 +306,57 @@ def print_traces(spans: list[ReadableSpan]) -> None:
             print(f"  {p}: {' -> '.join(names)}")
 
 
+def start_collector(port: int, store: str) -> subprocess.Popen[bytes]:
+    """``hoptrace serve`` on loopback, storing in SQLite, for the demo's spans."""
+    cmd = [sys.executable, "-m", "hoptrace.collector.cli", "serve", "--store", store, "--port", str(port)]
+    proc = subprocess.Popen([*cmd, "--log-level", "warning"])
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise SystemExit(f"the collector did not start (exit status {proc.returncode}); see the message above")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the collector did not start within 15 s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=3, help="how many orders to send (default 3)")
-    parser.add_argument("--endpoint", help="also export spans to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318")
+    parser.add_argument("--port", type=int, default=4318, help="port of the demo's collector (default 4318)")
+    parser.add_argument("--store", default="sqlite:///hoptrace-demo.db", help="the demo collector's store")
+    parser.add_argument("--endpoint", help="send spans to this OTLP/HTTP collector instead of starting one")
+    parser.add_argument("--once", action="store_true", help="stop when the orders are sent (default: keep serving)")
     args = parser.parse_args(argv)
 
+    collector = None
+    endpoint = args.endpoint
+    if endpoint is None:
+        print(f"starting the hoptrace collector on 127.0.0.1:{args.port} ({args.store}) ...")
+        collector = start_collector(args.port, args.store)
+        endpoint = f"http://127.0.0.1:{args.port}"
     print("starting the AWS emulator (moto) on 127.0.0.1 ...")
     proc, aws = start_moto()
     try:
         print(f"emulator at {aws}; sending {args.orders} order(s):")
-        spans = run_traced(aws, args.orders, args.endpoint)
+        spans = run_traced(aws, args.orders, endpoint)
+        print_traces(spans)
+        print(f"\nspans are in the collector at {endpoint}:")
+        print(f"  {endpoint}/docs                                   the query API")
+        print(f"  {endpoint}/api/v1/services                        services seen in the last hour")
+        print(f"  {endpoint}/api/v1/spans?label.order_id=o-1        search by business label")
+        if collector is not None and not args.once:
+            print("the collector keeps running; press Ctrl-C to stop")
+            collector.wait()
+    except KeyboardInterrupt:
+        pass
     finally:
         proc.terminate()
         proc.wait(10)
-    print_traces(spans)
+        if collector is not None and collector.poll() is None:
+            collector.terminate()
+            collector.wait(30)
     return 0
 
 
