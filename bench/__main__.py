@@ -23,7 +23,11 @@ GROUPS = {
 
 def main(argv: list[str] | None = None) -> int:
     modules: dict[str, ModuleType] = {name: importlib.import_module(path) for name, path in GROUPS.items()}
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run hoptrace's benchmark groups: markdown to stdout, JSON to bench/out/GROUP.json, progress "
+        "to stderr. Every figure is a ratio against a baseline measured in the same run.",
+    )
     parser.add_argument("groups", nargs="*", metavar="GROUP", help=f"which to run: {', '.join(GROUPS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer runs: a smoke test, not figures to quote")
     for name, module in modules.items():

@@ -282,6 +282,7 @@ def profile_aws_call() -> list[str]:
     prof = result["profile"]
     # Scaled back to full speed: pyinstrument's call hook slows botocore's many small calls a lot.
     us = {k: 1e6 / p["calls"] / p["slowdown"] for k, p in prof.items()}
+    prof.pop("traced_unarmed", None)
     traced, bare = prof["traced"]["self"], prof["bare"]["self"]
     rows = sorted(
         ((f, traced.get(f, 0.0) * us["traced"], bare.get(f, 0.0) * us["bare"]) for f in set(traced) | set(bare)),
@@ -302,6 +303,14 @@ def profile_aws_call() -> list[str]:
     ]
     lines += [f"| `{f}` | {t:.1f} | {b:.1f} | {t - b:+.1f} |" for f, t, b in rows[:20]]
     lines.append("")
+    unprofiled = {k: median(v) / 1000.0 for k, v in result["per_call_ns"].items()}
+    if "traced_unarmed" in unprofiled:
+        lines += [
+            f"Timeout watchdog: unprofiled batches of the same worker took {unprofiled['traced']:.0f} µs per call in "
+            f"invocations that armed it (Lambda's default) and {unprofiled['traced_unarmed']:.0f} µs in invocations "
+            f"whose context had no deadline (bare: {unprofiled['bare']:.0f} µs).",
+            "",
+        ]
     tracing = sorted(
         (
             (f, v * us["traced"])
