@@ -89,10 +89,22 @@ def create_app(config: CollectorConfig | None = None, store: SpanStore | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         collector = Collector(cfg, store)
         collector.start()
+        grpc_server = None
+        if cfg.grpc_port is not None:
+            from .grpc_ingest import start_grpc
+
+            try:
+                grpc_server = start_grpc(collector, cfg.host, cfg.grpc_port)
+            except BaseException:
+                await anyio.to_thread.run_sync(collector.close)
+                raise
         app.state.collector = collector
         try:
             yield
         finally:
+            # gRPC first: its calls in flight still need the writer to answer them.
+            if grpc_server is not None:
+                await anyio.to_thread.run_sync(grpc_server.stop, 10.0)
             await anyio.to_thread.run_sync(collector.close)
 
     app = FastAPI(

@@ -33,14 +33,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _check_port(host: str, port: int) -> str | None:
+def _check_port(host: str, port: int, flag: str = "--port") -> str | None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
-            return f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another collector running? use --port)"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another collector running? use {flag})"
     return None
 
 
@@ -65,7 +65,19 @@ def serve(args: argparse.Namespace) -> int:
         retention_s=parse_duration(args.retention) if args.retention else env.retention_s,
         max_pending_spans=env.max_pending_spans,
         allow_open=args.allow_open,
+        grpc_port=args.grpc_port if args.grpc_port is not None else env.grpc_port,
     )
+    if config.grpc_port is not None:
+        from .grpc_ingest import GrpcIngestError, require_grpc
+
+        try:
+            require_grpc()
+        except GrpcIngestError as exc:
+            print(f"hoptrace: --grpc-port: {exc}", file=sys.stderr)
+            return 2
+        if config.grpc_port == config.port:
+            print(f"hoptrace: --grpc-port and --port are both {config.port}; give gRPC its own port", file=sys.stderr)
+            return 2
     try:
         store = open_store(config.store_url)
         store.migrate()
@@ -81,6 +93,8 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 2
     problem = _check_port(config.host, config.port)
+    if not problem and config.grpc_port is not None:
+        problem = _check_port(config.host, config.grpc_port, flag="--grpc-port")
     if problem:
         store.close()
         print(f"hoptrace: {problem}", file=sys.stderr)
@@ -88,6 +102,8 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(config, store)
     print(f"hoptrace collector on http://{config.host}:{config.port} (store {config.store_url})", flush=True)
     print(f"  send OTLP/HTTP to http://{config.host}:{config.port}/v1/traces; API docs at /docs", flush=True)
+    if config.grpc_port is not None:
+        print(f"  send OTLP/gRPC to {config.host}:{config.grpc_port}", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level, timeout_graceful_shutdown=30)
     return 0
 
@@ -123,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retention", help="delete spans older than this, e.g. 7d (env HOPTRACE_RETENTION)")
     s.add_argument("--max-body-bytes", type=int, help="largest uncompressed request (default 5 MB)")
     s.add_argument("--max-spans", type=int, help="most spans per request (default 10000)")
+    s.add_argument(
+        "--grpc-port", type=int, help="also take OTLP/gRPC on this port, e.g. 4317 (grpc extra; env HOPTRACE_GRPC_PORT)"
+    )
     s.add_argument("--allow-open", action="store_true", help="serve without tokens on a non-loopback address")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     s.set_defaults(func=serve)

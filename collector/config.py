@@ -29,11 +29,13 @@ class CollectorConfig:
     retention_s: float | None = None
     max_pending_spans: int = 100_000
     allow_open: bool = False  # serve without tokens on a non-loopback address (explicit opt-in)
+    grpc_port: int | None = None  # OTLP/gRPC ingest (needs the grpc extra); None: HTTP only
 
     @classmethod
     def from_env(cls) -> CollectorConfig:
         e = os.environ
         retention = e.get("HOPTRACE_RETENTION")
+        grpc_port = e.get("HOPTRACE_GRPC_PORT")
         return cls(
             store_url=e.get("HOPTRACE_STORE", DEFAULT_STORE),
             host=e.get("HOPTRACE_HOST", "127.0.0.1"),
@@ -45,4 +47,5 @@ class CollectorConfig:
             ),
             retention_s=parse_duration(retention) if retention else None,
             max_pending_spans=int(e.get("HOPTRACE_MAX_PENDING_SPANS", "100000")),
+            grpc_port=int(grpc_port) if grpc_port else None,
         )
