@@ -65,7 +65,7 @@ class OtlpSink:
         self.server.server_close()
 
     def spans(self) -> list[Any]:
-        out = []
+        out: list[Any] = []
         for req in self.requests:
             for rs in req.resource_spans:
                 for ss in rs.scope_spans:
