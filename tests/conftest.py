@@ -123,3 +123,4 @@ def boto_session(moto_endpoint: str):
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HOPTRACE_FLUSH_BUDGET_MS", "2000")
+from tests.pg import postgres_url  # noqa: E402,F401

@@ -143,12 +143,16 @@ class SqliteStore:
     # -- queries -----------------------------------------------------------------------------
 
     def trace(self, project_id: int, trace_id: bytes) -> list[StoredSpan]:
-        rows = self._reader().execute(
-            f"SELECT {_SPAN_COLUMNS}, r.data FROM spans s"
-            " JOIN resources r ON r.project_id = s.project_id AND r.key = s.resource_key"
-            " WHERE s.project_id = ? AND s.trace_id = ? ORDER BY s.start_ns, s.span_id",
-            (project_id, trace_id),
-        ).fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT {_SPAN_COLUMNS}, r.data FROM spans s"
+                " JOIN resources r ON r.project_id = s.project_id AND r.key = s.resource_key"
+                " WHERE s.project_id = ? AND s.trace_id = ? ORDER BY s.start_ns, s.span_id",
+                (project_id, trace_id),
+            )
+            .fetchall()
+        )
         return _dedupe([StoredSpan(*row) for row in rows])
 
     def search_spans(self, project_id: int, query: SpanQuery) -> list[StoredSpan]:
@@ -157,14 +161,13 @@ class SqliteStore:
         joins = ""
         args = []
         for i, (key, value) in enumerate(query.terms):
+            # DISTINCT: a value held under two keys (any-key search) still matches the span once.
             joins += (
-                f" JOIN span_terms t{i} ON t{i}.project_id = s.project_id AND t{i}.trace_id = s.trace_id"
-                f" AND t{i}.span_id = s.span_id AND t{i}.value = ?"
+                " JOIN (SELECT DISTINCT trace_id, span_id FROM span_terms WHERE project_id = ? AND value = ?"
+                + (" AND key = ?" if key is not None else "")
+                + f") t{i} ON t{i}.trace_id = s.trace_id AND t{i}.span_id = s.span_id"
             )
-            args.append(value)
-            if key is not None:
-                joins += f" AND t{i}.key = ?"
-                args.append(key)
+            args += [project_id, value] + ([key] if key is not None else [])
         args.append(project_id)
         for column, op, bound in (
             ("s.start_ns", ">=", query.start_ns),
@@ -190,11 +193,15 @@ class SqliteStore:
         return [StoredSpan(*row) for row in self._reader().execute(sql, args).fetchall()]
 
     def services(self, project_id: int, start_ns: int, end_ns: int) -> list[ServiceSummary]:
-        rows = self._reader().execute(
-            "SELECT service_name, count(*), sum(status = 2), max(start_ns) FROM spans"
-            " WHERE project_id = ? AND start_ns >= ? AND start_ns < ? GROUP BY service_name ORDER BY service_name",
-            (project_id, start_ns, end_ns),
-        ).fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT service_name, count(*), sum(status = 2), max(start_ns) FROM spans"
+                " WHERE project_id = ? AND start_ns >= ? AND start_ns < ? GROUP BY service_name ORDER BY service_name",
+                (project_id, start_ns, end_ns),
+            )
+            .fetchall()
+        )
         return [ServiceSummary(name, int(n), int(errors or 0), int(last)) for name, n, errors, last in rows]
 
     def delete_before(self, cutoff_ns: int) -> int:
@@ -241,10 +248,15 @@ class SqliteStore:
             )
 
     def grant(self, token_hash: str) -> TokenGrant | None:
-        row = self._reader().execute(
-            "SELECT p.id, p.name, t.kind FROM tokens t JOIN projects p ON p.id = t.project_id WHERE t.token_hash = ?",
-            (token_hash,),
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT p.id, p.name, t.kind FROM tokens t JOIN projects p ON p.id = t.project_id"
+                " WHERE t.token_hash = ?",
+                (token_hash,),
+            )
+            .fetchone()
+        )
         return TokenGrant(Project(int(row[0]), row[1]), row[2]) if row else None
 
     def has_tokens(self) -> bool:

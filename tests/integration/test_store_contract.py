@@ -1,0 +1,446 @@
+"""The SpanStore contract, as specifications every backend must meet: SQLite and PostgreSQL.
+
+Each test runs once per backend on a fresh, empty store. Batches come from real OTLP
+ExportTraceServiceRequest messages through ``normalise()``, as the collector builds them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from typing import Any, cast
+
+import psycopg
+import pytest
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from hoptrace.collector.otlp import Limits, SpanBatch, normalise
+from hoptrace.collector.store import Project, SpanQuery, SpanStore, StoredSpan, StoreError, TokenGrant, open_store
+from hoptrace.collector.store.schema import LATEST
+from tests.otlp_build import new_id, request, span
+from tests.pg import create_database, drop_database
+
+MS = 10**6
+S = 10**9
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A fresh, empty database of each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'contract.db'}"
+        return
+    server = request.getfixturevalue("postgres_url")
+    url = create_database(server)
+    try:
+        yield url
+    finally:
+        drop_database(server, url)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SpanStore]:
+    s = open_store(store_url)
+    s.migrate()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def default(store: SpanStore) -> int:
+    project = store.project("default")
+    assert project is not None
+    return project.id
+
+
+def raw(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Look inside the database behind the protocol's back (for what the protocol cannot show)."""
+    if url.startswith("sqlite:"):
+        with closing(sqlite3.connect(url[len("sqlite:///") :])) as conn:
+            return conn.execute(sql).fetchall()
+    with psycopg.connect(url, autocommit=True) as pg:
+        return pg.execute(sql).fetchall()
+
+
+def batch(spans: list[Span], service: str = "svc", resource: dict[str, Any] | None = None) -> SpanBatch:
+    b = normalise(request(spans, service, resource), Limits())
+    assert b.rejected == 0, b.error_message
+    return b
+
+
+def ids(found: list[StoredSpan]) -> list[bytes]:
+    return [s.span_id for s in found]
+
+
+BASE = (time.time_ns() // S - 3600) * S  # a round second an hour ago: inside normalise's window
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+def test_migrate_is_idempotent_records_its_version_and_creates_one_default_project(
+    store: SpanStore, store_url: str
+) -> None:
+    assert store.migrate() == LATEST
+    again = open_store(store_url)
+    try:
+        assert again.migrate() == LATEST
+    finally:
+        again.close()
+    assert raw(store_url, "SELECT version FROM schema_version ORDER BY version") == [(v,) for v in range(1, LATEST + 1)]
+    assert raw(store_url, "SELECT name FROM projects") == [("default",)]
+
+
+def test_a_database_from_a_newer_hoptrace_is_refused(store: SpanStore, store_url: str) -> None:
+    if store_url.startswith("sqlite:"):
+        with closing(sqlite3.connect(store_url[len("sqlite:///") :])) as conn, conn:
+            conn.execute(f"INSERT INTO schema_version (version) VALUES ({LATEST + 1})")
+    else:
+        with psycopg.connect(store_url, autocommit=True) as pg:
+            pg.execute(f"INSERT INTO schema_version (version) VALUES ({LATEST + 1})")
+    newer = open_store(store_url)
+    try:
+        with pytest.raises(StoreError, match=rf"schema version {LATEST + 1}, newer than this hoptrace.*upgrade"):
+            newer.migrate()
+    finally:
+        newer.close()
+
+
+# -- write and trace -------------------------------------------------------------------------
+
+
+def test_a_written_trace_comes_back_oldest_first_with_each_span_resource(store: SpanStore, default: int) -> None:
+    root = span("GET /orders", start_ns=BASE, duration_ms=40, attributes={"http.route": "/orders"})
+    tid = root.trace_id
+    child = span("SQS.SendMessage", trace_id=tid, parent=root.span_id, start_ns=BASE + 5 * MS, kind=4)
+    worker = span("worker", trace_id=tid, parent=child.span_id, start_ns=BASE + 9 * MS, kind=5, error=True)
+    # Children first and the consumer from another service in another request, as SDKs send them.
+    store.write([(default, batch([child, root], service="api", resource={"cloud.region": "eu-west-1"}))])
+    store.write([(default, batch([worker], service="worker"))])
+    store.write([(default, batch([span("unrelated", start_ns=BASE)]))])
+
+    found = store.trace(default, tid)
+
+    assert [s.name for s in found] == ["GET /orders", "SQS.SendMessage", "worker"]
+    first, second, third = found
+    assert (first.trace_id, first.span_id, first.parent_span_id) == (tid, root.span_id, None)
+    assert second.parent_span_id == root.span_id
+    assert (first.start_ns, first.end_ns) == (BASE, BASE + 40 * MS)
+    assert (second.kind, third.kind, third.status, first.status) == (4, 5, 2, 0)
+    assert [s.service_name for s in found] == ["api", "api", "worker"]
+    assert Span.FromString(third.data).name == "worker"
+    resource = Resource.FromString(first.resource)
+    attrs = {kv.key: kv.value.string_value for kv in resource.attributes}
+    assert attrs == {"service.name": "api", "cloud.region": "eu-west-1"}
+    assert {kv.key: kv.value.string_value for kv in Resource.FromString(third.resource).attributes} == {
+        "service.name": "worker"
+    }
+
+
+def test_spans_starting_together_are_ordered_by_span_id(store: SpanStore, default: int) -> None:
+    tid = new_id(16)
+    spans = [span(f"s{i}", trace_id=tid, start_ns=BASE) for i in range(6)]
+    store.write([(default, batch(spans))])
+    assert ids(store.trace(default, tid)) == sorted(s.span_id for s in spans)
+
+
+def test_an_unknown_trace_is_empty(store: SpanStore, default: int) -> None:
+    assert store.trace(default, new_id(16)) == []
+
+
+def test_a_resent_batch_shows_once_in_its_trace(store: SpanStore, default: int) -> None:
+    root = span("root", start_ns=BASE)
+    child = span("child", trace_id=root.trace_id, parent=root.span_id, start_ns=BASE + MS)
+    sent = batch([root, child])
+    store.write([(default, sent)])
+    store.write([(default, sent)])  # the client lost our acknowledgement and sent it again
+    store.write([(default, batch([root, child]))])
+    assert [s.name for s in store.trace(default, root.trace_id)] == ["root", "child"]
+
+
+def test_spans_are_visible_to_another_connection_once_write_returns(store: SpanStore, store_url: str) -> None:
+    other = open_store(store_url)
+    try:
+        other.migrate()
+        project = other.project("default")
+        assert project is not None
+        s = span("committed", start_ns=BASE)
+        store.write([(project.id, batch([s]))])
+        assert [x.name for x in other.trace(project.id, s.trace_id)] == ["committed"]
+    finally:
+        other.close()
+
+
+def test_an_empty_write_is_harmless(store: SpanStore, default: int) -> None:
+    store.write([])
+    store.write([(default, SpanBatch())])
+    assert store.count_spans() == 0
+
+
+# -- search ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shop(store: SpanStore, default: int) -> dict[str, bytes]:
+    """Five spans of two services; returns their span ids by letter (a oldest … e newest)."""
+    a = span(
+        "GET /cart",
+        start_ns=BASE + 10 * S,
+        duration_ms=5,
+        attributes={"hoptrace.label.order_id": "o-1", "messaging.message.id": "m-1"},
+    )
+    b = span("GET /cart", start_ns=BASE + 20 * S, duration_ms=500, error=True)
+    c = span("POST /checkout", start_ns=BASE + 30 * S, duration_ms=50, attributes={"faas.invocation_id": "req-9"})
+    d = span("sum", start_ns=BASE + 40 * S, duration_ms=20, error=True, attributes={"hoptrace.label.order_id": "o-1"})
+    e = span("sum", start_ns=BASE + 50 * S, duration_ms=1, attributes={"hoptrace.label.customer": "req-9"})
+    store.write([(default, batch([a, b, c], service="cart")), (default, batch([d, e], service="totals"))])  # fmt: skip
+    return {"a": a.span_id, "b": b.span_id, "c": c.span_id, "d": d.span_id, "e": e.span_id}
+
+
+SEARCHES = {
+    "everything, newest first": (SpanQuery(), "edcba"),
+    "by service": (SpanQuery(service="cart"), "cba"),
+    "by name": (SpanQuery(name="sum"), "ed"),
+    "by error status": (SpanQuery(status=2), "db"),
+    "by unset status": (SpanQuery(status=0), "eca"),
+    "by duration range, bounds included": (SpanQuery(min_duration_ns=20 * MS, max_duration_ns=50 * MS), "dc"),
+    "at least a duration": (SpanQuery(min_duration_ns=50 * MS), "cb"),
+    "by time window, start included, end excluded": (SpanQuery(start_ns=BASE + 20 * S, end_ns=BASE + 40 * S), "cb"),
+    "by label": (SpanQuery(terms=(("label.order_id", "o-1"),)), "da"),
+    "by a value under any key": (SpanQuery(terms=((None, "req-9"),)), "ec"),
+    "by a value under the wrong key": (SpanQuery(terms=(("invocation", "o-1"),)), ""),
+    "by two terms at once": (SpanQuery(terms=(("label.order_id", "o-1"), ("message", "m-1"))), "a"),
+    "by service, label and status together": (
+        SpanQuery(service="totals", status=2, terms=(("label.order_id", "o-1"),)),
+        "d",
+    ),
+    "by name and time window together": (SpanQuery(name="GET /cart", end_ns=BASE + 15 * S), "a"),
+    "limited": (SpanQuery(limit=2), "ed"),
+    "matching nothing": (SpanQuery(service="nobody"), ""),
+}
+
+
+@pytest.mark.parametrize("query, expected", SEARCHES.values(), ids=SEARCHES.keys())
+def test_search_filters_and_orders_newest_first(
+    store: SpanStore, default: int, shop: dict[str, bytes], query: SpanQuery, expected: str
+) -> None:
+    found = store.search_spans(default, query)
+    assert ids(found) == [shop[letter] for letter in expected]
+
+
+def test_search_results_carry_the_span_and_its_resource(store: SpanStore, default: int, shop: dict[str, bytes]) -> None:
+    (found,) = store.search_spans(default, SpanQuery(terms=(("message", "m-1"),)))
+    assert (found.name, found.service_name, found.end_ns - found.start_ns) == ("GET /cart", "cart", 5 * MS)
+    assert Span.FromString(found.data).span_id == shop["a"]
+    assert Resource.FromString(found.resource).attributes[0].value.string_value == "cart"
+
+
+def test_a_span_holding_a_value_under_two_keys_is_found_once(store: SpanStore, default: int) -> None:
+    s = span("paid", start_ns=BASE, attributes={"faas.invocation_id": "x-1", "hoptrace.label.request": "x-1"})
+    store.write([(default, batch([s]))])
+    assert ids(store.search_spans(default, SpanQuery(terms=((None, "x-1"),)))) == [s.span_id]
+
+
+@pytest.mark.parametrize("service", [None, "pages"])
+def test_cursor_pagination_walks_every_span_once_in_order(store: SpanStore, default: int, service: str | None) -> None:
+    spans = [span(f"op{i}", start_ns=BASE + (i // 3) * MS) for i in range(25)]  # ties on start time
+    store.write([(default, batch(spans, service="pages")), (default, batch([span("other")], service="else"))])
+    expected = sorted(((s.start_time_unix_nano, s.span_id) for s in spans), reverse=True)
+    seen: list[tuple[int, bytes]] = []
+    before = None
+    for _ in range(10):
+        page = store.search_spans(default, SpanQuery(service=service, limit=7, before=before))
+        seen += [(s.start_ns, s.span_id) for s in page if s.service_name == "pages"]
+        if len(page) < 7:
+            break
+        before = (page[-1].start_ns, page[-1].span_id)
+    assert seen == expected
+
+
+# -- projects and tokens ---------------------------------------------------------------------
+
+
+def test_projects_never_see_each_other_spans(store: SpanStore) -> None:
+    a, b = store.create_project("team-a"), store.create_project("team-b")
+    secret = span("a-secret", start_ns=BASE, attributes={"hoptrace.label.customer": "acme"})
+    store.write([(a.id, batch([secret], service="billing"))])
+    assert [s.name for s in store.trace(a.id, secret.trace_id)] == ["a-secret"]
+    assert store.trace(b.id, secret.trace_id) == []
+    assert store.search_spans(b.id, SpanQuery()) == []
+    assert store.search_spans(b.id, SpanQuery(terms=(("label.customer", "acme"),))) == []
+    assert store.services(b.id, 0, BASE + 3600 * S) == []
+    assert (store.count_spans(a.id), store.count_spans(b.id)) == (1, 0)
+
+
+def test_the_same_trace_and_resource_in_two_projects_stay_apart(store: SpanStore) -> None:
+    a, b = store.create_project("team-a"), store.create_project("team-b")
+    tid = new_id(16)
+    store.write(
+        [(a.id, batch([span("in-a", trace_id=tid, start_ns=BASE)])),
+         (b.id, batch([span("in-b", trace_id=tid, start_ns=BASE)]))]
+    )  # fmt: skip
+    assert [s.name for s in store.trace(a.id, tid)] == ["in-a"]
+    assert [s.name for s in store.trace(b.id, tid)] == ["in-b"]
+    assert [s.name for s in store.search_spans(b.id, SpanQuery(service="svc"))] == ["in-b"]
+
+
+def test_projects_have_unique_names(store: SpanStore) -> None:
+    created = store.create_project("shop")
+    assert store.project("shop") == created
+    assert store.project("nope") is None
+    with pytest.raises(StoreError, match="a project named 'shop' already exists"):
+        store.create_project("shop")
+    assert store.create_project("shop-2").id != created.id
+
+
+def test_tokens_grant_their_own_project_and_kind(store: SpanStore) -> None:
+    a, b = store.create_project("team-a"), store.create_project("team-b")
+    assert store.has_tokens() is False
+    store.add_token(a.id, "ingest", "hash-a-ingest")
+    store.add_token(a.id, "read", "hash-a-read")
+    store.add_token(b.id, "read", "hash-b-read")
+    assert store.has_tokens() is True
+    assert store.grant("hash-a-ingest") == TokenGrant(Project(a.id, "team-a"), "ingest")
+    assert store.grant("hash-a-read") == TokenGrant(Project(a.id, "team-a"), "read")
+    assert store.grant("hash-b-read") == TokenGrant(Project(b.id, "team-b"), "read")
+    assert store.grant("hash-unknown") is None
+
+
+# -- services and retention ------------------------------------------------------------------
+
+
+def test_services_count_spans_and_errors_in_the_window(store: SpanStore, default: int) -> None:
+    store.write(
+        [(default, batch([span("a", start_ns=BASE + S), span("b", start_ns=BASE + 3 * S, error=True)], service="cart")),
+         (default, batch([span("c", start_ns=BASE + 2 * S)], service="Zeta")),
+         (default, batch([span("early", start_ns=BASE - S, error=True)], service="cart")),
+         (default, batch([span("late", start_ns=BASE + 10 * S)], service="late"))]
+    )  # fmt: skip
+    summaries = store.services(default, BASE, BASE + 10 * S)
+    assert [(s.service_name, s.spans, s.errors, s.last_seen_ns) for s in summaries] == [
+        ("Zeta", 1, 0, BASE + 2 * S),  # byte order, as both backends sort
+        ("cart", 2, 1, BASE + 3 * S),
+    ]
+
+
+def test_delete_before_removes_old_spans_with_their_terms_and_links(
+    store: SpanStore, store_url: str, default: int
+) -> None:
+    other = store.create_project("other")
+    linked = span("producer", start_ns=BASE - 100 * S)
+    old = span("old", start_ns=BASE - 50 * S, attributes={"hoptrace.label.order_id": "o-old"})
+    old.links.add(trace_id=linked.trace_id, span_id=linked.span_id)
+    new = span("new", start_ns=BASE, attributes={"hoptrace.label.order_id": "o-new"})
+    new.links.add(trace_id=linked.trace_id, span_id=linked.span_id)
+    old_elsewhere = span("old-elsewhere", start_ns=BASE - 50 * S, attributes={"hoptrace.label.order_id": "o-old"})
+    store.write([(default, batch([linked, old, new])), (other.id, batch([old_elsewhere]))])
+
+    assert store.delete_before(BASE - S) == 3
+
+    assert store.trace(default, old.trace_id) == []
+    assert store.trace(other.id, old_elsewhere.trace_id) == []
+    assert store.search_spans(default, SpanQuery(terms=(("label.order_id", "o-old"),))) == []
+    assert [s.name for s in store.search_spans(default, SpanQuery())] == ["new"]
+    assert ids(store.search_spans(default, SpanQuery(terms=(("label.order_id", "o-new"),)))) == [new.span_id]
+    assert raw(store_url, "SELECT value FROM span_terms") == [("o-new",)]
+    assert raw(store_url, "SELECT span_id FROM span_links") == [(new.span_id,)]
+    assert store.delete_before(BASE - S) == 0
+
+
+# -- safety ----------------------------------------------------------------------------------
+
+SQL_LOOKING = ["' OR 1=1 --", '"; DROP TABLE spans; --', "x'); DELETE FROM projects; --", "%s %(x)s ? $1"]
+
+
+@pytest.mark.parametrize("nasty", SQL_LOOKING)
+def test_values_that_look_like_sql_are_stored_and_found_as_plain_text(
+    store: SpanStore, store_url: str, default: int, nasty: str
+) -> None:
+    s = span(nasty, start_ns=BASE, attributes={"hoptrace.label.note": nasty})
+    store.write([(default, batch([s], service=nasty)), (default, batch([span("plain", start_ns=BASE - S)]))])
+    for query in (
+        SpanQuery(service=nasty),
+        SpanQuery(name=nasty),
+        SpanQuery(terms=(("label.note", nasty),)),
+        SpanQuery(terms=((None, nasty),)),
+    ):
+        found = store.search_spans(default, query)
+        assert [(x.name, x.service_name) for x in found] == [(nasty, nasty)]
+    assert store.search_spans(default, SpanQuery(service="x' OR '1'='1")) == []
+    assert [x.service_name for x in store.services(default, 0, BASE + S)] == sorted(["svc", nasty])
+    project = store.create_project(nasty)
+    assert store.project(nasty) == project
+    store.add_token(project.id, "read", nasty)
+    assert store.grant(nasty) == TokenGrant(project, "read")
+    assert store.count_spans() == 2
+    assert {name for (name,) in raw(store_url, "SELECT name FROM projects")} == {"default", nasty}
+
+
+def test_nul_characters_do_not_break_a_write(store: SpanStore, default: int) -> None:
+    weird = "a\0b"
+    s = span(weird, start_ns=BASE, attributes={"hoptrace.label.note": weird})
+    store.write([(default, batch([s], service=weird))])
+    assert ids(store.search_spans(default, SpanQuery(name=weird))) == [s.span_id]
+    assert ids(store.search_spans(default, SpanQuery(service=weird))) == [s.span_id]
+    assert ids(store.search_spans(default, SpanQuery(terms=(("label.note", weird),)))) == [s.span_id]
+    assert Span.FromString(store.trace(default, s.trace_id)[0].data).name == weird  # the span itself is intact
+
+
+def _break_a_span(b: SpanBatch) -> None:
+    b.spans[-1] = b.spans[-1]._replace(name=cast(str, None))
+
+
+def _break_a_term(b: SpanBatch) -> None:
+    b.terms[-1] = b.terms[-1]._replace(value=cast(str, None))
+
+
+@pytest.mark.parametrize("breaker", [_break_a_span, _break_a_term], ids=["bad span", "bad term"])
+def test_a_write_of_several_projects_is_all_or_nothing(
+    store: SpanStore, store_url: str, default: int, breaker: Any
+) -> None:
+    other = store.create_project("other")
+    good = span("good", start_ns=BASE, attributes={"hoptrace.label.k": "v"})
+    bad = batch(
+        [span("fine", start_ns=BASE), span("broken", start_ns=BASE, attributes={"hoptrace.label.k": "v"})],
+        service="elsewhere",
+        resource={"cloud.region": "us-east-1"},
+    )
+    breaker(bad)
+    with pytest.raises(Exception):  # noqa: B017 — each backend raises its own driver's error
+        store.write([(default, batch([good])), (other.id, bad)])
+    assert store.count_spans() == 0
+    assert store.trace(default, good.trace_id) == []
+    assert store.search_spans(default, SpanQuery(terms=(("label.k", "v"),))) == []
+    assert raw(store_url, "SELECT count(*) FROM resources") == [(0,)]
+    assert raw(store_url, "SELECT count(*) FROM span_terms") == [(0,)]
+    # The store is still usable after the failed write.
+    store.write([(default, batch([good]))])
+    assert [s.name for s in store.trace(default, good.trace_id)] == ["good"]
+
+
+def test_queries_from_many_threads_at_once_are_answered(store: SpanStore, default: int) -> None:
+    spans = [span(f"t{i}", start_ns=BASE + i * MS) for i in range(40)]
+    store.write([(default, batch(spans))])
+    errors: list[BaseException] = []
+    results: list[int] = []
+
+    def query(i: int) -> None:
+        try:
+            results.append(len(store.trace(default, spans[i].trace_id)))
+            results.append(len(store.search_spans(default, SpanQuery(limit=100))))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=query, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(results) == [1] * 40 + [40] * 40
