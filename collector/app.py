@@ -114,10 +114,11 @@ def create_app(config: CollectorConfig | None = None, store: SpanStore | None = 
         lifespan=lifespan,
     )
 
-    from . import api, ingest
+    from . import api, graph_api, ingest
 
     app.include_router(ingest.router)
     app.include_router(api.router)
+    app.include_router(graph_api.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and the writer's backlog")
     def health(request: Request) -> dict[str, Any]:
