@@ -125,4 +125,7 @@ def create_app(config: CollectorConfig | None = None, store: SpanStore | None = 
         c = collector_of(request)
         return {"status": "ok", "pending_spans": c.writer.pending_spans}
 
+    from hoptrace.ui.server import mount as mount_ui
+
+    mount_ui(app)  # last: the UI's catch-all routes must not shadow the API
     return app
