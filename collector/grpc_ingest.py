@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from . import auth
-from .otlp import RequestError, SpanBatch, normalise
+from .otlp import RequestError, error_status, export_response, normalise
 from .writer import Overloaded, ShuttingDown
 
 if TYPE_CHECKING:
@@ -86,15 +86,6 @@ def resolve_project(collector: Collector, token: str | None, kind: str = "ingest
     if grant.kind != kind:
         raise AccessRefused(403, f"this is a {grant.kind} token; this call needs a {kind} token")
     return grant.project.id
-
-
-def export_response(batch: SpanBatch) -> ExportTraceServiceResponse:
-    """The OTLP answer: ``partial_success`` set only when spans were rejected (as over HTTP)."""
-    response = ExportTraceServiceResponse()
-    if batch.rejected:
-        response.partial_success.rejected_spans = batch.rejected
-        response.partial_success.error_message = batch.error_message
-    return response
 
 
 class TraceService:
@@ -156,24 +147,21 @@ def _abort(
     context: grpc.ServicerContext, code: grpc.StatusCode, message: str, retry_after_s: int | None = None
 ) -> NoReturn:
     """End the call with ``code`` and, as the OTLP spec suggests, a google.rpc.Status in the
-    trailers: a RetryInfo when the client should come back later, a BadRequest for bad data."""
-    import grpc
-    from google.protobuf.duration_pb2 import Duration
-    from google.rpc.error_details_pb2 import BadRequest, RetryInfo  # type: ignore[import-untyped]
-    from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+    trailers (``otlp.error_status``: a RetryInfo to come back later, a BadRequest for bad data).
 
-    status = Status(code=code.value[0], message=message)
+    The OpenTelemetry Python exporter reads the RetryInfo from a trailer of its own as well.
+    """
+    from google.protobuf.duration_pb2 import Duration
+    from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
+
+    status = error_status(code.value[0], message, retry_after_s)
     trailers: list[tuple[str, bytes]] = []
+    if status.details:
+        trailers.append((STATUS_DETAILS_TRAILER, status.SerializeToString()))
     if retry_after_s is not None:
         retry = RetryInfo(retry_delay=Duration(seconds=retry_after_s))
-        status.details.add().Pack(retry)
         trailers.append((RETRY_INFO_TRAILER, retry.SerializeToString()))
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        bad = BadRequest()
-        bad.field_violations.add(field="resource_spans", description=message)
-        status.details.add().Pack(bad)
-    if status.details:
-        trailers.insert(0, (STATUS_DETAILS_TRAILER, status.SerializeToString()))
+    if trailers:
         context.set_trailing_metadata(tuple(trailers))
     context.abort(code, message)
 

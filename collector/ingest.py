@@ -1,83 +1,143 @@
 """OTLP/HTTP ingest: ``POST /v1/traces``, protobuf or JSON, optionally gzip.
 
 The response follows the OTLP spec: an ExportTraceServiceResponse (with ``partial_success``
-when spans were rejected), a google.rpc.Status on errors, 503 with ``Retry-After`` when the
-writer is full. A 200 means every accepted span is committed.
+when spans were rejected), a google.rpc.Status saying why otherwise (400 malformed, 413 too
+large, 415 unsupported type or encoding), 503 with ``Retry-After`` when the writer is full. A
+200 means every accepted span is committed; a refused request stores nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
-from .app import Collector, collector_of, project_for
-from .otlp import RequestError, SpanBatch, normalise, parse_request, read_body, response_body
-from .writer import Overloaded, ShuttingDown
+from .app import collector_of, project_for
+from .otlp import (
+    JSON_MEDIA,
+    PROTOBUF_MEDIA,
+    RequestError,
+    SpanBatch,
+    content_encoding,
+    decode,
+    error_body,
+    media_type,
+    response_body,
+)
+from .writer import Overloaded, ShuttingDown, SpanWriter
 
 logger = logging.getLogger("hoptrace.collector")
 router = APIRouter()
 
+# An early refusal still reads (and drops) this much of the unread body, so that a client
+# still sending sees the answer rather than a reset connection; past it the connection closes.
+DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
 
-@router.post("/v1/traces", tags=["ingest"], summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)")
+# What the served OpenAPI says of the body: schemathesis and readers see both encodings.
+_OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "An OTLP ExportTraceServiceRequest (Content-Encoding: gzip or deflate allowed).",
+        "content": {
+            PROTOBUF_MEDIA: {"schema": {"type": "string", "format": "binary"}},
+            JSON_MEDIA: {
+                "schema": {
+                    "type": "object",
+                    "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}},
+                }
+            },
+        },
+    },
+    "responses": {
+        "200": {"description": "Committed; ExportTraceServiceResponse, partialSuccess when spans were rejected"},
+        "400": {"description": "Malformed body (google.rpc.Status)"},
+        "413": {"description": "Larger than the body or span limit (google.rpc.Status)"},
+        "415": {"description": "Unsupported Content-Type or Content-Encoding (google.rpc.Status)"},
+        "503": {"description": "Overloaded or stopping; retry after Retry-After seconds"},
+    },
+}
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.retry_after = status, message, retry_after
+
+
+@router.post(
+    "/v1/traces",
+    tags=["ingest"],
+    summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)",
+    openapi_extra=_OPENAPI_BODY,
+)
 async def ingest(request: Request) -> Response:
+    """Store the spans of one OTLP export; answer only once they are committed."""
     c = collector_of(request)
     limits = c.config.limits
     content_type = request.headers.get("content-type")
-    wants_json = (content_type or "").split(";")[0].strip().lower() == "application/json"
+    wants_json = (content_type or "").split(";")[0].strip().lower() == JSON_MEDIA
     try:
-        project_id = project_for(request, "ingest")
-    except HTTPException as exc:
-        return _otlp_error(exc.status_code, str(exc.detail), wants_json)
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-        return _otlp_error(413, f"the body is larger than {limits.max_body_bytes} bytes", wants_json)
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limits.max_body_bytes:
-            return _otlp_error(413, f"the body is larger than {limits.max_body_bytes} bytes", wants_json)
-    try:
-        batch: SpanBatch = await anyio.to_thread.run_sync(
-            _decode, bytes(body), request.headers.get("content-encoding"), content_type, c
-        )
+        try:
+            project_id = project_for(request, "ingest")
+        except HTTPException as exc:
+            raise _Refused(exc.status_code, str(exc.detail)) from None
+        # Cheap refusals before a byte of the body is read.
+        media_type(content_type)
+        encoding = content_encoding(request.headers.get("content-encoding"))
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limits.max_body_bytes:
+            raise _Refused(413, f"the body is larger than {limits.max_body_bytes} bytes; send smaller batches")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limits.max_body_bytes:
+                raise _Refused(413, f"the body is larger than {limits.max_body_bytes} bytes; send smaller batches")
+        batch: SpanBatch = await anyio.to_thread.run_sync(decode, bytes(body), encoding, content_type, limits)
+        del body
+        if batch.spans:
+            await _commit(c.writer, project_id, batch)
     except RequestError as exc:
-        return _otlp_error(exc.status, exc.message, wants_json)
-    if batch.spans:
-        try:
-            future = c.writer.submit(project_id, batch)
-        except Overloaded as exc:
-            return _otlp_error(503, str(exc), wants_json, retry_after=exc.retry_after_s)
-        except ShuttingDown as exc:
-            return _otlp_error(503, str(exc), wants_json, retry_after=5)
-        try:
-            await asyncio.wrap_future(future)
-        except Exception as exc:
-            logger.error("could not store a batch: %s", exc)
-            return _otlp_error(503, "the store failed to commit the batch; retry", wants_json, retry_after=2)
+        return await _refuse(request, exc.status, exc.message, wants_json)
+    except _Refused as exc:
+        return await _refuse(request, exc.status, exc.message, wants_json, exc.retry_after)
+    except ClientDisconnect:
+        return Response(status_code=400)  # nobody is left to read an answer
     payload, media = response_body(batch, wants_json)
     return Response(payload, media_type=media)
 
 
+async def _commit(writer: SpanWriter, project_id: int, batch: SpanBatch) -> None:
+    """Hand the batch to the single writer and wait for its commit; _Refused (503) if it cannot."""
+    try:
+        future = writer.submit(project_id, batch)
+    except Overloaded as exc:
+        raise _Refused(503, str(exc), retry_after=exc.retry_after_s) from None
+    except ShuttingDown as exc:
+        raise _Refused(503, f"{exc}; retry", retry_after=5) from None
+    try:
+        await asyncio.wrap_future(future)
+    except Exception as exc:
+        logger.error("could not store a batch: %s", exc)
+        raise _Refused(503, "the store failed to commit the batch; retry", retry_after=2) from None
 
-def _decode(body: bytes, encoding: str | None, content_type: str | None, c: Collector) -> SpanBatch:
-    raw = read_body(body, encoding, c.config.limits)
-    return normalise(parse_request(raw, content_type), c.config.limits)
 
-
-def _otlp_error(status: int, message: str, as_json: bool, retry_after: int | None = None) -> Response:
-    """An OTLP error response: a google.rpc.Status with the message, protobuf or JSON like the request."""
+async def _refuse(
+    request: Request, status: int, message: str, as_json: bool, retry_after: int | None = None
+) -> Response:
+    """The OTLP error answer, after draining the unread rest of the body so the client reads it."""
+    try:
+        drained = 0
+        async for chunk in request.stream():
+            drained += len(chunk)
+            if drained > DRAIN_LIMIT_BYTES:
+                break
+    except (ClientDisconnect, RuntimeError):  # RuntimeError: the stream was read already
+        pass
+    payload, media = error_body(status, message, as_json, retry_after)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    if as_json:
-        return JSONResponse({"code": status, "message": message}, status_code=status, headers=headers)
-    from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
-
-    return Response(
-        Status(code=status, message=message).SerializeToString(),
-        status_code=status,
-        media_type="application/x-protobuf",
-        headers=headers,
-    )
+    return Response(payload, status_code=status, media_type=media, headers=headers)

@@ -4,6 +4,9 @@ Protobuf and JSON (OTLP's JSON rules: hex ids, lowerCamelCase, enums as numbers,
 integers as strings), optionally gzip-compressed. A request that cannot be decoded is refused
 whole with a message saying what was wrong; a decodable request has its bad spans rejected one
 by one (counted in ``partial_success``) and the rest accepted.
+
+The answers (an ExportTraceServiceResponse, or a google.rpc.Status saying why) are built here
+too, so OTLP/HTTP and OTLP/gRPC word them the same way.
 """
 
 from __future__ import annotations
@@ -14,21 +17,27 @@ import hashlib
 import json
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 # Spans dated before this or later than now + FUTURE_SLACK are refused (clock bugs, garbage).
 EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01
 FUTURE_SLACK_NS = 24 * 3600 * 10**9
 TRUNCATION_MARKER = "…[truncated {n} bytes]"
+TRUNCATED_FLAG = "hoptrace.truncated"
 
-# Attributes copied into the search index, as (index key, attribute).
+# Attributes copied into the search index, as (attribute, index key).
 INDEXED_ATTRIBUTES = {
     "faas.invocation_id": "invocation",
     "aws.request_id": "request",
@@ -37,6 +46,15 @@ INDEXED_ATTRIBUTES = {
 }
 LABEL_PREFIX = "hoptrace.label."
 POINTERS = "hoptrace.pointers"
+# Longer values stay on the span but are not indexed (search is by exact value), and a longer
+# service name is cut for its column: PostgreSQL's b-tree refuses index rows past ~2.7 kB,
+# which would fail the whole group commit.
+MAX_INDEXED_BYTES = 1024
+
+JSON_MEDIA = "application/json"
+PROTOBUF_MEDIA = "application/x-protobuf"
+ENCODINGS = ("identity", "gzip", "deflate")
+MAX_GZIP_MEMBERS = 64  # RFC 1952 allows several members in one body; real clients send one
 
 
 class RequestError(Exception):
@@ -50,7 +68,7 @@ class RequestError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may carry; every figure is configurable on the command line."""
+    """What one request may carry; every figure is configurable (flags or environment)."""
 
     max_body_bytes: int = 5 * 1024 * 1024  # uncompressed
     max_spans: int = 10_000
@@ -97,117 +115,247 @@ class Resource:
     data: bytes
 
 
+class Rejection(NamedTuple):
+    """One span refused while decoding (before ``normalise`` saw it): why, and which span."""
+
+    reason: str
+    span: str
+
+
+# Reasons a message lists, and span ids named per reason: the message stays short however
+# many spans a request loses.
+_MAX_REASONS = 8
+_MAX_EXAMPLES = 3
+
+
 @dataclass
 class SpanBatch:
-    """Everything one request adds to the store."""
+    """Everything one request adds to the store, and which spans it rejected and why."""
 
     resources: dict[bytes, Resource] = field(default_factory=dict)
     spans: list[SpanRow] = field(default_factory=list)
     terms: list[Term] = field(default_factory=list)
     links: list[LinkRow] = field(default_factory=list)
     rejected: int = 0
-    rejections: list[str] = field(default_factory=list)
+    # reason -> (count, the first few spans' descriptions)
+    rejections: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
 
-    def reject(self, why: str) -> None:
+    def reject(self, reason: str, span: str) -> None:
+        """Count one rejected span under ``reason``; ``span`` names it (its id, in hex)."""
         self.rejected += 1
-        if len(self.rejections) < 5 and why not in self.rejections:
-            self.rejections.append(why)
+        count, examples = self.rejections.get(reason, (0, []))
+        if count == 0 and len(self.rejections) >= _MAX_REASONS:
+            return
+        if len(examples) < _MAX_EXAMPLES:
+            examples.append(span)
+        self.rejections[reason] = (count + 1, examples)
 
     @property
     def error_message(self) -> str:
-        return "; ".join(self.rejections)
+        """Why spans were rejected, for ``partial_success.error_message``: reason, then span ids."""
+        parts = []
+        for reason, (count, examples) in self.rejections.items():
+            named = ", ".join(examples)
+            more = f" and {count - len(examples)} more" if count > len(examples) else ""
+            parts.append(f"{reason}: {'span' if count == 1 else 'spans'} {named}{more}")
+        listed = sum(count for count, _ in self.rejections.values())
+        if listed < self.rejected:
+            parts.append(f"{self.rejected - listed} more for other reasons")
+        return "; ".join(parts)
 
 
-def read_body(body: bytes, content_encoding: str | None, limits: Limits) -> bytes:
-    """The uncompressed body, refusing bodies (and decompression bombs) past the size limit."""
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding in ("", "identity"):
-        raw = body
-    elif encoding in ("gzip", "deflate"):
-        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-        inflater = zlib.decompressobj(wbits)
-        try:
-            raw = inflater.decompress(body, limits.max_body_bytes + 1)
-        except zlib.error as exc:
-            raise RequestError(400, f"the body is not valid {encoding} data: {exc}") from None
-        if len(raw) > limits.max_body_bytes or inflater.unconsumed_tail:
-            raise RequestError(
-                413, f"the body is larger than {limits.max_body_bytes} bytes once decompressed; send smaller batches"
-            )
-        if not inflater.eof:
-            raise RequestError(400, f"the {encoding} body is truncated")
-    else:
-        raise RequestError(415, f"Content-Encoding {content_encoding!r} is not supported; use gzip or none")
-    if len(raw) > limits.max_body_bytes:
-        raise RequestError(413, f"the body is larger than {limits.max_body_bytes} bytes; send smaller batches")
-    return raw
+# -- headers ---------------------------------------------------------------------------------
 
 
-def parse_request(raw: bytes, content_type: str | None) -> ExportTraceServiceRequest:
-    """Decode an ExportTraceServiceRequest from protobuf or OTLP JSON."""
+def media_type(content_type: str | None) -> str:
+    """The request's OTLP encoding from its Content-Type; 415 for anything but protobuf or JSON."""
     media = (content_type or "").split(";")[0].strip().lower()
-    request = ExportTraceServiceRequest()
-    if media == "application/x-protobuf":
-        try:
-            request.ParseFromString(raw)
-        except DecodeError as exc:
-            raise RequestError(400, f"the body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}") from None
-        return request
-    if media == "application/json":
-        try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(400, f"the body is not valid JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise RequestError(400, "the JSON body must be an object with a resourceSpans list")
-        try:
-            _hex_ids_to_base64(doc)
-            json_format.ParseDict(doc, request, ignore_unknown_fields=True)
-        except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
-            raise RequestError(400, f"the JSON body is not a valid OTLP ExportTraceServiceRequest: {exc}") from None
-        return request
+    if media in (PROTOBUF_MEDIA, JSON_MEDIA):
+        return media
     raise RequestError(
         415, f"Content-Type {content_type!r} is not supported; use application/x-protobuf or application/json"
     )
 
 
+def content_encoding(header: str | None) -> str:
+    """The body's compression from Content-Encoding; 415 for anything but gzip, deflate or none."""
+    encoding = (header or "").strip().lower() or "identity"
+    if encoding in ENCODINGS:
+        return encoding
+    raise RequestError(415, f"Content-Encoding {header!r} is not supported; use gzip or none")
+
+
+# -- body ------------------------------------------------------------------------------------
+
+
+def read_body(body: bytes, encoding: str | None, limits: Limits) -> bytes:
+    """The uncompressed body, refusing bodies (and decompression bombs) past the size limit.
+
+    Inflation stops one byte past the limit, so a bomb costs at most ``max_body_bytes`` of
+    memory however far it would expand.
+    """
+    encoding = content_encoding(encoding)
+    raw = body if encoding == "identity" else _inflate(body, encoding, limits.max_body_bytes)
+    if len(raw) > limits.max_body_bytes:
+        raise RequestError(413, f"the body is larger than {limits.max_body_bytes} bytes; send smaller batches")
+    return raw
+
+
+def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """gzip (one or more members) or zlib data, inflated to at most ``limit`` bytes."""
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    pieces: list[bytes] = []
+    size = 0
+    data = body
+    for _ in range(MAX_GZIP_MEMBERS):
+        inflater = zlib.decompressobj(wbits)
+        try:
+            piece = inflater.decompress(data, limit - size + 1)  # never 0, which means "no limit"
+        except zlib.error as exc:
+            raise RequestError(400, f"the body is not valid {encoding} data: {exc}") from None
+        size += len(piece)
+        if size > limit:
+            raise RequestError(413, f"the body is larger than {limit} bytes once decompressed; send smaller batches")
+        if not inflater.eof:
+            raise RequestError(400, f"the {encoding} body is truncated")
+        pieces.append(piece)
+        data = inflater.unused_data
+        if not data.strip(b"\0"):  # gzip(1) accepts zero padding after the last member
+            return b"".join(pieces)
+        if encoding != "gzip":
+            raise RequestError(400, f"the {encoding} body has {len(data)} bytes of trailing data")
+    raise RequestError(400, f"the gzip body has more than {MAX_GZIP_MEMBERS} members")
+
+
+# -- decoding --------------------------------------------------------------------------------
+
+
+def parse_request(
+    raw: bytes, content_type: str | None, limits: Limits | None = None
+) -> tuple[ExportTraceServiceRequest, list[Rejection]]:
+    """Decode an ExportTraceServiceRequest from protobuf or OTLP JSON.
+
+    Also returns the JSON spans refused while decoding (an id that is not hex cannot become
+    bytes), to be counted with the rest by ``normalise``. With ``limits``, a JSON body with too
+    many spans is refused before the (slow) conversion.
+    """
+    media = media_type(content_type)
+    request = ExportTraceServiceRequest()
+    if media == PROTOBUF_MEDIA:
+        try:
+            request.ParseFromString(raw)
+        except DecodeError as exc:
+            raise RequestError(400, f"the body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}") from None
+        return request, []
+    try:
+        doc = json.loads(raw)
+    except RecursionError:
+        raise RequestError(400, "the JSON body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RequestError(400, "the JSON body must be an object with a resourceSpans list")
+    try:
+        count, rejected = _translate_json_ids(doc)
+    except ValueError as exc:
+        raise RequestError(400, f"the JSON body is not a valid OTLP ExportTraceServiceRequest: {exc}") from None
+    if limits is not None and count > limits.max_spans:
+        raise _too_many_spans(count, limits)
+    try:
+        json_format.ParseDict(doc, request, ignore_unknown_fields=True)
+    except RecursionError:
+        raise RequestError(400, "the JSON body is nested too deeply") from None
+    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+        raise RequestError(400, f"the JSON body is not a valid OTLP ExportTraceServiceRequest: {exc}") from None
+    return request, rejected
+
+
+# Where OTLP JSON has hex ids (protobuf's JSON mapping would expect base64 there).
 _ID_FIELDS = {"traceId": 16, "spanId": 8, "parentSpanId": 8}
 
 
-def _hex_ids_to_base64(doc: dict[str, Any]) -> None:
-    """OTLP JSON writes ids as hex where protobuf's JSON mapping expects base64: translate."""
-    for rs in _list(doc.get("resourceSpans", [])):
-        for ss in _list(_dict(rs).get("scopeSpans", [])):
-            for span in _list(_dict(ss).get("spans", [])):
-                span = _dict(span)
-                _translate_ids(span)
-                for link in _list(span.get("links", [])):
-                    _translate_ids(_dict(link))
+def _translate_json_ids(doc: dict[str, Any]) -> tuple[int, list[Rejection]]:
+    """Turn OTLP JSON's hex ids into base64 in place, taking out spans whose ids are not hex.
+
+    Returns the number of spans the body holds and the rejections. A body whose shape is wrong
+    (``resourceSpans`` not a list, …) raises ValueError: that is a malformed request.
+    """
+    count = 0
+    rejected: list[Rejection] = []
+    for rs in _list(doc.get("resourceSpans"), "resourceSpans"):
+        for ss in _list(_dict(rs, "resourceSpans").get("scopeSpans"), "scopeSpans"):
+            ss = _dict(ss, "scopeSpans")
+            spans = _list(ss.get("spans"), "spans")
+            kept = []
+            for span in spans:
+                count += 1
+                span = _dict(span, "spans")
+                links = _list(span.get("links"), "links")
+                problem = _translate_ids(span, "")
+                for i, link in enumerate(links):
+                    problem = problem or _translate_ids(_dict(link, "links"), f"links[{i}].")
+                if problem:
+                    rejected.append(Rejection(problem, _json_span_name(span)))
+                else:
+                    kept.append(span)
+            if len(kept) != len(spans):
+                ss["spans"] = kept
+    return count, rejected
 
 
-def _translate_ids(obj: dict[str, Any]) -> None:
+def _translate_ids(obj: dict[str, Any], where: str) -> str | None:
+    """Hex ids to base64 in place; a reason (for rejecting the span) if one is not hex."""
     for name, size in _ID_FIELDS.items():
         value = obj.get(name)
         if value is None or value == "":
             continue
-        if not isinstance(value, str) or len(value) != size * 2:
-            raise ValueError(f"{name} must be {size * 2} hex characters, got {value!r:.60}")
+        if isinstance(value, str) and len(value) == size * 2:
+            try:
+                obj[name] = base64.b64encode(bytes.fromhex(value)).decode()
+                continue
+            except ValueError:
+                pass
+        return f"{where}{name} is not {size * 2} hex characters (OTLP JSON writes ids in hex)"
+    return None
+
+
+def _json_span_name(span: dict[str, Any]) -> str:
+    """How a message names a JSON span: its id when that is hex, else what it holds."""
+    span_id = span.get("spanId")
+    if isinstance(span_id, str) and len(span_id) == 16:
         try:
-            obj[name] = base64.b64encode(bytes.fromhex(value)).decode()
+            return bytes.fromhex(span_id).hex()
         except ValueError:
-            raise ValueError(f"{name} is not hex: {value!r:.60}") from None
+            pass
+    return f"with spanId {span_id!r:.40}"
 
 
-def _list(value: Any) -> list[Any]:
+def _list(value: Any, name: str) -> list[Any]:
+    if value is None:  # JSON null is the field's default, as in protobuf's JSON mapping
+        return []
     if not isinstance(value, list):
-        raise ValueError(f"expected a list, got {type(value).__name__}")
+        raise ValueError(f"{name} must be a list, got {_json_type(value)}")
     return value
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def _dict(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ValueError(f"expected an object, got {type(value).__name__}")
+        raise ValueError(f"each item of {name} must be an object, got {_json_type(value)}")
     return value
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number"}
+    return names.get(type(value), "a number" if isinstance(value, float) else "null")
+
+
+def _too_many_spans(count: int, limits: Limits) -> RequestError:
+    return RequestError(
+        413, f"the request has {count} spans, more than the limit of {limits.max_spans}; send smaller batches"
+    )
+
+
+# -- normalising -----------------------------------------------------------------------------
 
 
 def _string(value: AnyValue) -> str | None:
@@ -223,122 +371,251 @@ def _string(value: AnyValue) -> str | None:
     return None
 
 
+def _cut_text(text: str, limit: int) -> str | None:
+    """``text`` cut to ``limit`` UTF-8 bytes plus the marker, or None if it fits."""
+    if len(text) * 4 <= limit:  # cannot be too long, whatever its characters
+        return None
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return None
+    kept = encoded[:limit].decode("utf-8", "ignore")
+    return kept + TRUNCATION_MARKER.format(n=len(encoded) - len(kept.encode()))
+
+
 def _truncate(value: AnyValue, limit: int) -> bool:
-    """Cut an oversized string or bytes value in place, leaving a marker; True if it was cut."""
+    """Cut an oversized value in place, leaving a marker on strings; True if it was cut.
+
+    An array or map counts as one value: its items are cut one by one and the items past the
+    limit dropped (an array's items share one type, so no marker item is added).
+    """
     kind = value.WhichOneof("value")
     if kind == "string_value":
-        encoded = value.string_value.encode("utf-8")
-        if len(encoded) > limit:
-            kept = encoded[:limit].decode("utf-8", "ignore")
-            value.string_value = kept + TRUNCATION_MARKER.format(n=len(encoded) - len(kept.encode()))
+        text = _cut_text(value.string_value, limit)
+        if text is not None:
+            value.string_value = text
             return True
-    elif kind == "bytes_value" and len(value.bytes_value) > limit:
-        value.bytes_value = value.bytes_value[:limit]
-        return True
-    elif kind == "array_value":
-        return any([_truncate(v, limit) for v in value.array_value.values])
-    elif kind == "kvlist_value":
-        return any([_truncate(kv.value, limit) for kv in value.kvlist_value.values])
+    elif kind == "bytes_value":
+        if len(value.bytes_value) > limit:
+            value.bytes_value = value.bytes_value[:limit]
+            return True
+    elif kind in ("array_value", "kvlist_value"):
+        if value.ByteSize() <= limit:
+            return False
+        is_array = kind == "array_value"
+        items: Any = value.array_value.values if is_array else value.kvlist_value.values
+        cut = False
+        budget = limit
+        for i, item in enumerate(items):
+            cut |= _truncate(item if is_array else item.value, limit)
+            budget -= item.ByteSize()
+            if budget < 0 and i > 0:
+                del items[i:]
+                return True
+        return cut
     return False
 
 
-def normalise(request: ExportTraceServiceRequest, limits: Limits, now_ns: int | None = None) -> SpanBatch:
-    """Turn a decoded request into rows; bad spans are rejected one by one, never the request."""
+def _truncate_attributes(attributes: Iterable[KeyValue], limit: int) -> bool:
+    cut = False
+    for kv in attributes:
+        if kv.value.ByteSize() > limit:
+            cut |= _truncate(kv.value, limit)
+    return cut
+
+
+def _truncate_span(span: Span, limit: int) -> bool:
+    """Cut every oversized text of a span: name, status message, attributes of span, events, links."""
+    cut = _truncate_attributes(span.attributes, limit)
+    name = _cut_text(span.name, limit)
+    if name is not None:
+        span.name, cut = name, True
+    message = _cut_text(span.status.message, limit)
+    if message is not None:
+        span.status.message, cut = message, True
+    for event in span.events:
+        name = _cut_text(event.name, limit)
+        if name is not None:
+            event.name, cut = name, True
+        cut |= _truncate_attributes(event.attributes, limit)
+    for link in span.links:
+        cut |= _truncate_attributes(link.attributes, limit)
+    return cut
+
+
+def normalise(
+    request: ExportTraceServiceRequest,
+    limits: Limits,
+    now_ns: int | None = None,
+    rejected: Iterable[Rejection] = (),
+) -> SpanBatch:
+    """Turn a decoded request into rows; bad spans are rejected one by one, never the request.
+
+    ``rejected`` are spans already refused while decoding (see ``parse_request``): they count
+    towards the span limit and the answer. Oversized values are truncated in place (the
+    request is modified) and their spans flagged with ``hoptrace.truncated``.
+    """
     now = time.time_ns() if now_ns is None else now_ns
     latest = now + FUTURE_SLACK_NS
     batch = SpanBatch()
-    total = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    for rejection in rejected:
+        batch.reject(*rejection)
+    total = batch.rejected + sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
     if total > limits.max_spans:
-        raise RequestError(413, f"the request has {total} spans, more than the limit of {limits.max_spans}")
+        raise _too_many_spans(total, limits)
     max_attr = limits.max_attribute_bytes
     for rs in request.resource_spans:
-        resource_bytes = rs.resource.SerializeToString(deterministic=True)
+        resource = rs.resource
+        resource_cut = resource.ByteSize() > max_attr and _truncate_attributes(resource.attributes, max_attr)
+        if resource_cut:
+            resource.attributes.add(key=TRUNCATED_FLAG, value=AnyValue(bool_value=True))
+        resource_bytes = resource.SerializeToString(deterministic=True)
         key = hashlib.blake2b(resource_bytes, digest_size=16).digest()
         service = "unknown_service"
-        for kv in rs.resource.attributes:
+        for kv in resource.attributes:
             if kv.key == "service.name":
                 service = _string(kv.value) or service
+        service = _cut_text(service, MAX_INDEXED_BYTES) or service
         if key not in batch.resources:
             batch.resources[key] = Resource(key, service, resource_bytes)
         for ss in rs.scope_spans:
             for span in ss.spans:
-                _add_span(batch, span, key, service, max_attr, latest)
+                _add_span(batch, span, key, service, max_attr, latest, resource_cut)
     return batch
 
 
-def _add_span(batch: SpanBatch, span: Span, resource_key: bytes, service: str, max_attr: int, latest: int) -> None:
+def _add_span(
+    batch: SpanBatch, span: Span, resource_key: bytes, service: str, max_attr: int, latest: int, flag: bool
+) -> None:
     tid, sid, pid = span.trace_id, span.span_id, span.parent_span_id
-    if len(tid) != 16 or tid == b"\0" * 16:
-        batch.reject("a span has an invalid trace id (must be 16 non-zero bytes)")
-        return
     if len(sid) != 8 or sid == b"\0" * 8:
-        batch.reject("a span has an invalid span id (must be 8 non-zero bytes)")
+        shown = f"{sid.hex() or '(none)'} in trace {tid.hex() or '(none)'}"
+        batch.reject("invalid span id (must be 8 bytes, not all zero; 16 hex characters in OTLP JSON)", shown)
+        return
+    if len(tid) != 16 or tid == b"\0" * 16:
+        batch.reject("invalid trace id (must be 16 bytes, not all zero; 32 hex characters in OTLP JSON)", sid.hex())
         return
     if pid and len(pid) != 8:
-        batch.reject("a span has an invalid parent span id (must be empty or 8 bytes)")
+        batch.reject("invalid parent span id (must be empty or 8 bytes)", sid.hex())
         return
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
     if start < EARLIEST_NS or start > latest:
-        batch.reject(f"span {sid.hex()} starts at an absurd time ({start} ns since the epoch)")
+        batch.reject(
+            "start time out of range (before 2000 or more than a day ahead; unix nanoseconds expected)",
+            f"{sid.hex()} (starts at {start})",
+        )
         return
-    if end < start or end > latest + FUTURE_SLACK_NS:
-        batch.reject(f"span {sid.hex()} ends before it starts or at an absurd time")
+    if end < start:
+        batch.reject("end time before the start", sid.hex())
         return
-    truncated = False
-    for kv in span.attributes:
-        key, value = kv.key, kv.value
-        truncated |= _truncate(value, max_attr)
-        if key.startswith(LABEL_PREFIX):
-            text = _string(value)
-            if text is not None:
-                batch.terms.append(Term("label." + key[len(LABEL_PREFIX) :], text, tid, sid, start))
-        elif key == POINTERS:
-            for item in value.array_value.values:
-                if item.string_value:
-                    batch.terms.append(Term("pointer", item.string_value, tid, sid, start))
-        else:
-            index_key = INDEXED_ATTRIBUTES.get(key)
-            if index_key is not None:
-                text = _string(value)
-                if text:
-                    batch.terms.append(Term(index_key, text, tid, sid, start))
-    for event in span.events:
-        for kv in event.attributes:
-            truncated |= _truncate(kv.value, max_attr)
-    if truncated:
-        span.attributes.add(key="hoptrace.truncated", value=AnyValue(bool_value=True))
+    if end > latest + FUTURE_SLACK_NS:
+        batch.reject("end time out of range (more than two days ahead)", f"{sid.hex()} (ends at {end})")
+        return
+    data = span.SerializeToString()
+    # Only a span larger than the limit can hold an oversized value: most skip this walk.
+    if (len(data) > max_attr and _truncate_span(span, max_attr)) or flag:
+        span.attributes.add(key=TRUNCATED_FLAG, value=AnyValue(bool_value=True))
+        data = span.SerializeToString()
+    _index_terms(batch, span, tid, sid, start)
     for link in span.links:
         if len(link.trace_id) == 16 and len(link.span_id) == 8:
             batch.links.append(LinkRow(tid, sid, link.trace_id, link.span_id))
     batch.spans.append(
-        SpanRow(
-            tid,
-            sid,
-            pid or None,
-            resource_key,
-            service,
-            span.name,
-            int(span.kind),
-            start,
-            end,
-            int(span.status.code),
-            span.SerializeToString(),
-        )
+        SpanRow(tid, sid, pid or None, resource_key, service, span.name, span.kind, start, end, span.status.code, data)
     )
 
 
-def response_body(batch: SpanBatch | None, json_response: bool) -> tuple[bytes, str]:
-    """An ExportTraceServiceResponse, with partial_success when spans were rejected."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+def _indexable(text: str) -> bool:
+    return len(text) * 4 <= MAX_INDEXED_BYTES or len(text.encode()) <= MAX_INDEXED_BYTES
 
+
+def _index_terms(batch: SpanBatch, span: Span, tid: bytes, sid: bytes, start: int) -> None:
+    """Labels, ids and pointers of one span, for search."""
+    terms = batch.terms
+    for kv in span.attributes:
+        key = kv.key
+        if key.startswith(LABEL_PREFIX):
+            text = _string(kv.value)
+            if text is not None and _indexable(text) and _indexable(key):
+                terms.append(Term("label." + key[len(LABEL_PREFIX) :], text, tid, sid, start))
+        elif key == POINTERS:
+            for item in kv.value.array_value.values:
+                if item.string_value and _indexable(item.string_value):
+                    terms.append(Term("pointer", item.string_value, tid, sid, start))
+        else:
+            index_key = INDEXED_ATTRIBUTES.get(key)
+            if index_key is not None:
+                text = _string(kv.value)
+                if text and _indexable(text):
+                    terms.append(Term(index_key, text, tid, sid, start))
+
+
+def decode(body: bytes, encoding: str | None, content_type: str | None, limits: Limits) -> SpanBatch:
+    """An OTLP/HTTP body as it arrived, to rows: inflate, parse, validate; RequestError if refused."""
+    raw = read_body(body, encoding, limits)
+    request, rejected = parse_request(raw, content_type, limits)
+    return normalise(request, limits, rejected=rejected)
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+# google.rpc.Code for the HTTP statuses the collector answers with (OTLP clients go by the
+# HTTP status; the code is for people and tools reading the body). A refusal that would recur
+# on every resend (bad data, too large) is INVALID_ARGUMENT, as over gRPC.
+_RPC_CODES = {
+    400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
+    413: code_pb2.INVALID_ARGUMENT,
+    415: code_pb2.INVALID_ARGUMENT,
+    429: code_pb2.RESOURCE_EXHAUSTED,
+    503: code_pb2.UNAVAILABLE,
+}
+
+
+def export_response(batch: SpanBatch | None) -> ExportTraceServiceResponse:
+    """The OTLP answer: ``partial_success`` set only when spans were rejected."""
     response = ExportTraceServiceResponse()
     if batch is not None and batch.rejected:
         response.partial_success.rejected_spans = batch.rejected
         response.partial_success.error_message = batch.error_message
-    if json_response:
-        doc = json_format.MessageToDict(response)
-        return json.dumps(doc).encode(), "application/json"
-    return response.SerializeToString(), "application/x-protobuf"
+    return response
+
+
+def response_body(batch: SpanBatch | None, json_response: bool) -> tuple[bytes, str]:
+    """``export_response`` encoded like the request: (body, media type)."""
+    return _encode(export_response(batch), json_response)
+
+
+def error_status(rpc_code: int, message: str, retry_after_s: int | None = None) -> Any:
+    """A google.rpc.Status, with the details the OTLP spec suggests.
+
+    INVALID_ARGUMENT carries a google.rpc.BadRequest (the data is wrong: do not retry), and a
+    refusal to come back later a google.rpc.RetryInfo with the delay.
+    """
+    status = status_pb2.Status(code=rpc_code, message=message)
+    if rpc_code == code_pb2.INVALID_ARGUMENT:
+        bad = error_details_pb2.BadRequest()
+        bad.field_violations.add(field="resource_spans", description=message)
+        status.details.add().Pack(bad)
+    if retry_after_s is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.seconds = retry_after_s
+        status.details.add().Pack(retry)
+    return status
+
+
+def error_body(
+    http_status: int, message: str, json_response: bool, retry_after_s: int | None = None
+) -> tuple[bytes, str]:
+    """The body of an OTLP/HTTP error answer: ``error_status`` encoded like the request."""
+    status = error_status(_RPC_CODES.get(http_status, code_pb2.UNKNOWN), message, retry_after_s)
+    return _encode(status, json_response)
+
+
+def _encode(message: Any, as_json: bool) -> tuple[bytes, str]:
+    if as_json:
+        return json.dumps(json_format.MessageToDict(message)).encode(), JSON_MEDIA
+    return message.SerializeToString(), PROTOBUF_MEDIA
 
 
 def hex_id(raw: bytes) -> str:
