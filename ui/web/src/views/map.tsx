@@ -1,0 +1,285 @@
+// The live service map: GET /api/v1/map for the window (and a compare window), the graph, a list
+// of the same nodes and edges for keyboards and screen readers, and a panel for the selection.
+import { useMemo, useState } from "preact/hooks";
+import { Drawer, ErrorBox, HowToSendData, Link, Loading } from "../common";
+import { ms, pct, show } from "../format";
+import { edgeId, edgeLabel, healthOf, metricsOf, type Selection, ServiceMapGraph } from "../graph";
+import { useApi } from "../hooks";
+import { carryRange, type Location, navigate, withParams } from "../router";
+import type { Window } from "../timerange";
+import type { MapEdge, MapNode, ServiceMap, TransactionSearchResponse } from "../types";
+
+const COMPARE = [
+  { key: "", label: "No comparison" },
+  { key: "previous", label: "Compare: previous period" },
+  { key: "1d", label: "Compare: a day earlier" },
+  { key: "7d", label: "Compare: a week earlier" },
+];
+
+function compareWindow(key: string, window: Window): { from: number; to: number } | null {
+  const span = window.to - window.from;
+  const shift = key === "previous" ? span : key === "1d" ? 86_400_000 : key === "7d" ? 7 * 86_400_000 : 0;
+  return shift ? { from: window.from - shift, to: window.to - shift } : null;
+}
+
+const SERVICE_KINDS = new Set(["function", "service"]);
+
+function Sparkline(props: { values: number[]; label: string }) {
+  const { values } = props;
+  if (values.length < 2) return null;
+  const max = Math.max(...values, 1e-9);
+  const points = values.map((v, i) => `${(i / (values.length - 1)) * 100},${30 - (v / max) * 28}`).join(" ");
+  return (
+    <figure class="spark">
+      <svg viewBox="0 0 100 30" preserveAspectRatio="none" role="img" aria-label={props.label}>
+        <polyline points={points} fill="none" stroke="currentColor" stroke-width="1.5" vector-effect="non-scaling-stroke" />
+      </svg>
+      <figcaption>{props.label}</figcaption>
+    </figure>
+  );
+}
+
+/** Per-minute series, when the API gives them (``series``: [{count, errors, p95_ms, …}]). */
+function Charts(props: { item: MapNode | MapEdge }) {
+  const series = metricsOf(props.item).series;
+  if (!Array.isArray(series) || series.length < 2) return null;
+  const pick = (key: string) => series.map((point) => Number((point as Record<string, unknown>)[key] ?? 0));
+  return (
+    <div class="charts">
+      <Sparkline values={pick("count")} label="rate" />
+      <Sparkline values={pick("errors")} label="errors" />
+      <Sparkline values={pick("p95_ms")} label="p95" />
+    </div>
+  );
+}
+
+const SHOWN = [
+  ["count", "Calls"],
+  ["errors", "Errors"],
+  ["throttles", "Throttles"],
+  ["p50_ms", "p50"],
+  ["p95_ms", "p95"],
+  ["p99_ms", "p99"],
+  ["dwell_p50_ms", "Queue wait p50"],
+  ["dwell_p95_ms", "Queue wait p95"],
+  ["cold_starts", "Cold starts"],
+  ["timeouts", "Timeouts"],
+] as const;
+
+function Metrics(props: { item: MapNode | MapEdge; minutes: number }) {
+  const m = metricsOf(props.item);
+  const count = typeof m.count === "number" ? m.count : 0;
+  const h = healthOf(props.item);
+  const rows: [string, string][] = [["Rate", `${(count / Math.max(1, props.minutes)).toFixed(2)}/min`]];
+  for (const [key, label] of SHOWN) {
+    if (m[key] === undefined || m[key] === null) continue;
+    const value = m[key];
+    rows.push([label, key.endsWith("_ms") && typeof value === "number" ? ms(value) : show(value)]);
+    if (key === "errors" && typeof value === "number") rows.push(["Error rate", pct(value, count)]);
+  }
+  if (h.count) {
+    rows.push(["Health", `ok ${pct(h.ok, 1)} · 4xx ${pct(h.c4xx, 1)} · 5xx ${pct(h.c5xx, 1)} · throttled ${pct(h.throttled, 1)}`]);
+  }
+  for (const [key, value] of Object.entries(m)) {
+    if (key.includes("delta")) rows.push([key, show(value)]);
+  }
+  if (props.item.status) rows.push(["Compared", show(props.item.status)]);
+  return (
+    <table class="kv" data-testid="selection-metrics">
+      <tbody>
+        {rows.map(([k, v]) => (
+          <tr key={k}>
+            <th scope="row">{k}</th>
+            <td>{v}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+function Slowest(props: { location: Location; window: Window; filter: Record<string, string> }) {
+  const result = useApi<TransactionSearchResponse>("/transactions", {
+    ...props.filter,
+    from: Math.floor(props.window.from),
+    to: Math.ceil(props.window.to),
+    limit: 100,
+  });
+  if (result.error) return <ErrorBox error={result.error} what="transactions through it" />;
+  if (!result.data) return <Loading what="transactions" />;
+  const slowest = [...result.data.transactions].sort((a, b) => b.duration_ms - a.duration_ms).slice(0, 5);
+  if (!slowest.length) return <p class="muted">No transaction through it in this window.</p>;
+  return (
+    <ol class="slowest">
+      {slowest.map((t) => (
+        <li key={t.id}>
+          <Link href={carryRange(props.location, `/transactions/${encodeURIComponent(t.id)}`)}>{ms(t.duration_ms)}</Link>{" "}
+          <span class="muted">{typeof t.entry === "object" && t.entry ? `${show(t.entry.trigger)} ${show(t.entry.name)}` : show(t.entry)}</span>
+        </li>
+      ))}
+    </ol>
+  );
+}
+
+function SelectionPanel(props: {
+  location: Location;
+  window: Window;
+  map: ServiceMap;
+  selection: NonNullable<Selection>;
+  minutes: number;
+  onClose: () => void;
+}) {
+  const { map, selection, location, window } = props;
+  const byId = new Map(map.nodes.map((n) => [n.id, n]));
+  if (selection.type === "node") {
+    const node = byId.get(selection.id);
+    if (!node) return null;
+    const filter: Record<string, string> = SERVICE_KINDS.has(node.kind) ? { service: node.name } : { resource: node.name };
+    return (
+      <Drawer title={`${node.kind}: ${node.name}`} testid="map-panel" onClose={props.onClose}>
+        <Metrics item={node} minutes={props.minutes} />
+        <Charts item={node} />
+        <h3>Slowest recent transactions through it</h3>
+        <Slowest location={location} window={window} filter={filter} />
+        <p>
+          <Link href={carryRange(location, "/transactions", filter)}>Search transactions through {node.name}</Link>
+        </p>
+      </Drawer>
+    );
+  }
+  const edge = map.edges.find((e) => edgeId(e) === selection.id);
+  if (!edge) return null;
+  const source = byId.get(edge.source);
+  const target = byId.get(edge.target);
+  return (
+    <Drawer title={`${source?.name ?? edge.source} → ${target?.name ?? edge.target}`} testid="map-panel" onClose={props.onClose}>
+      <p>
+        <span class="badge">{edge.kind}</span>
+      </p>
+      <Metrics item={edge} minutes={props.minutes} />
+      <Charts item={edge} />
+      {target ? (
+        <p>
+          <Link
+            href={carryRange(location, "/transactions", SERVICE_KINDS.has(target.kind) ? { service: target.name } : { resource: target.name })}
+          >
+            Search transactions through this edge's target
+          </Link>
+        </p>
+      ) : null}
+    </Drawer>
+  );
+}
+
+export function ElementList(props: { map: ServiceMap; minutes: number; onSelect: (s: Selection) => void }) {
+  const names = new Map(props.map.nodes.map((n) => [n.id, n.name]));
+  return (
+    <div class="element-list">
+      <section aria-label="Nodes">
+        <h2>Nodes ({props.map.nodes.length})</h2>
+        <ul data-testid="map-nodes">
+          {props.map.nodes.map((node) => {
+            const h = healthOf(node);
+            return (
+              <li key={node.id}>
+                <button type="button" class="linklike" onClick={() => props.onSelect({ type: "node", id: node.id })}>
+                  <span class={`kind kind-${node.kind}`}>{node.kind}</span> {node.name}
+                </button>{" "}
+                <span class="muted">
+                  {h.count ? `${h.count} calls, ${pct(h.c5xx + h.c4xx, 1)} errors` : "no calls"}
+                  {node.status ? ` · ${node.status}` : ""}
+                </span>
+              </li>
+            );
+          })}
+        </ul>
+      </section>
+      <section aria-label="Edges">
+        <h2>Edges ({props.map.edges.length})</h2>
+        <ul data-testid="map-edges">
+          {props.map.edges.map((edge) => (
+            <li key={edgeId(edge)}>
+              <button type="button" class="linklike" onClick={() => props.onSelect({ type: "edge", id: edgeId(edge) })}>
+                {names.get(edge.source) ?? edge.source} → {names.get(edge.target) ?? edge.target}
+              </button>{" "}
+              <span class="muted">
+                {edge.kind} · {edgeLabel(edge, props.minutes)}
+                {edge.status ? ` · ${edge.status}` : ""}
+              </span>
+            </li>
+          ))}
+        </ul>
+      </section>
+    </div>
+  );
+}
+
+export function MapView(props: { location: Location; window: Window; tick: number }) {
+  const { location, window } = props;
+  const compareKey = location.params.get("compare") ?? "";
+  const compare = compareWindow(compareKey, window);
+  const params = {
+    from: Math.floor(window.from),
+    to: Math.ceil(window.to),
+    compare_from: compare ? Math.floor(compare.from) : undefined,
+    compare_to: compare ? Math.ceil(compare.to) : undefined,
+  };
+  const result = useApi<ServiceMap>("/map", params, props.tick);
+  const [selection, setSelection] = useState<Selection>(null);
+  const minutes = (window.to - window.from) / 60_000;
+  // Keep the graph (and its layout) unless the data really changed.
+  const mapKey = result.data ? JSON.stringify(result.data) : "";
+  const map = useMemo(() => result.data, [mapKey]); // eslint-disable-line
+  return (
+    <div class={`view map-view${selection ? " with-drawer" : ""}`}>
+      <div class="view-head">
+        <h1>Service map</h1>
+        <label>
+          <span class="sr-only">Compare with</span>
+          <select
+            name="compare"
+            value={compareKey}
+            onChange={(e) => navigate(withParams(location, { compare: (e.currentTarget as HTMLSelectElement).value }))}
+          >
+            {COMPARE.map((c) => (
+              <option key={c.key} value={c.key}>
+                {c.label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <span class="legend" aria-label="Legend">
+          <span class="swatch ok" /> ok <span class="swatch c4xx" /> 4xx <span class="swatch c5xx" /> 5xx{" "}
+          <span class="swatch throttled" /> throttled · edges: solid sync, dashed publish, dotted deliver
+        </span>
+      </div>
+      {result.error ? (
+        <>
+          <ErrorBox error={result.error} what="the service map" />
+          <p>
+            Meanwhile the <Link href={carryRange(location, "/services")}>services</Link> and{" "}
+            <Link href={carryRange(location, "/spans")}>span search</Link> work from the spans alone.
+          </p>
+        </>
+      ) : null}
+      {result.loading && !map ? <Loading what="the service map" /> : null}
+      {map && !map.nodes.length ? <HowToSendData title={`Nothing on the map for ${window.label.toLowerCase()}`} /> : null}
+      {map && map.nodes.length ? (
+        <>
+          <ServiceMapGraph map={map} minutes={minutes} selection={selection} onSelect={setSelection} testid="service-map" />
+          <ElementList map={map} minutes={minutes} onSelect={setSelection} />
+        </>
+      ) : null}
+      {map && selection ? (
+        <SelectionPanel
+          location={location}
+          window={window}
+          map={map}
+          selection={selection}
+          minutes={minutes}
+          onClose={() => setSelection(null)}
+        />
+      ) : null}
+    </div>
+  );
+}
