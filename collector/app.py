@@ -51,11 +51,18 @@ class Collector:
                 logger.exception("retention pass failed")
             self._stop.wait(interval)
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Stop retention, commit everything the writer accepted, close the store.
+
+        True when the writer drained; False when it did not finish in time (the store is then
+        left open under it: closing it mid-commit could only make that commit fail).
+        """
         self._stop.set()
         if not self.writer.close():
-            logger.error("the writer did not drain in time; unacknowledged spans may be lost")
+            logger.error("the writer did not drain in time; spans accepted but not yet acknowledged may be lost")
+            return False
         self.store.close()
+        return True
 
 
 def collector_of(request: Request) -> Collector:
@@ -105,7 +112,8 @@ def create_app(config: CollectorConfig | None = None, store: SpanStore | None = 
             # gRPC first: its calls in flight still need the writer to answer them.
             if grpc_server is not None:
                 await anyio.to_thread.run_sync(grpc_server.stop, 10.0)
-            await anyio.to_thread.run_sync(collector.close)
+            # `hoptrace serve` reads this to exit non-zero when the drain failed.
+            app.state.drained = await anyio.to_thread.run_sync(collector.close)
 
     app = FastAPI(
         title="hoptrace collector",

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import signal
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .config import DEFAULT_STORE, CollectorConfig, parse_duration
 from .otlp import Limits
@@ -63,7 +65,7 @@ def serve(args: argparse.Namespace) -> int:
             max_attribute_bytes=env.limits.max_attribute_bytes,
         ),
         retention_s=parse_duration(args.retention) if args.retention else env.retention_s,
-        max_pending_spans=env.max_pending_spans,
+        max_pending_spans=args.max_pending_spans or env.max_pending_spans,
         allow_open=args.allow_open,
         grpc_port=args.grpc_port if args.grpc_port is not None else env.grpc_port,
     )
@@ -104,8 +106,30 @@ def serve(args: argparse.Namespace) -> int:
     print(f"  send OTLP/HTTP to http://{config.host}:{config.port}/v1/traces; API docs at /docs", flush=True)
     if config.grpc_port is not None:
         print(f"  send OTLP/gRPC to {config.host}:{config.grpc_port}", flush=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level, timeout_graceful_shutdown=30)
-    return 0
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level, timeout_graceful_shutdown=30)
+    )
+    _run_until_stopped(server)
+    if not server.started:
+        print("hoptrace: the collector did not start (see the error above)", file=sys.stderr)
+        return 2
+    return 0 if getattr(app.state, "drained", True) else 1
+
+
+def _run_until_stopped(server: Any) -> None:
+    """Serve until SIGTERM or SIGINT, then let uvicorn finish the requests in flight and drain.
+
+    uvicorn re-raises the stop signal once its graceful shutdown is over, to the handler that
+    was in place before it: the default one would end the process *by* SIGTERM after a clean
+    drain, indistinguishable from a kill. Ours hands the signal to uvicorn instead (which is
+    also what stops a collector signalled before uvicorn took over), so a clean stop exits 0.
+    """
+    previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def project(args: argparse.Namespace) -> int:
@@ -139,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retention", help="delete spans older than this, e.g. 7d (env HOPTRACE_RETENTION)")
     s.add_argument("--max-body-bytes", type=int, help="largest uncompressed request (default 5 MB)")
     s.add_argument("--max-spans", type=int, help="most spans per request (default 10000)")
+    s.add_argument(
+        "--max-pending-spans",
+        type=int,
+        help="backlog of accepted, uncommitted spans past which requests get 503"
+        " (default 100000; env HOPTRACE_MAX_PENDING_SPANS)",
+    )
     s.add_argument(
         "--grpc-port", type=int, help="also take OTLP/gRPC on this port, e.g. 4317 (grpc extra; env HOPTRACE_GRPC_PORT)"
     )

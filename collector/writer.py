@@ -5,6 +5,10 @@ Requests hand their batch to the writer and wait; the writer thread takes everyt
 span is acknowledged only after that commit. When the queue holds too many spans, new
 requests are refused at once (the HTTP layer answers 503 with ``Retry-After``), so memory
 stays bounded under overload.
+
+A waiter may give up on its future (a cancelled request task cancels it); the writer still
+commits that batch, and nothing a waiter does can stop the writer thread: if it died, every
+later request would wait forever and shutdown would drain nothing.
 """
 
 from __future__ import annotations
@@ -77,7 +81,11 @@ class SpanWriter:
                 item = self._queue.popleft()
                 size += len(item[1].spans)
                 group.append(item)
-            return group
+        for _, _, future in group:
+            # From here on the future cannot be cancelled, so completing it below cannot fail;
+            # one cancelled earlier stays cancelled and its batch is written all the same.
+            future.set_running_or_notify_cancel()
+        return group
 
     def _run(self) -> None:
         while True:
@@ -94,6 +102,8 @@ class SpanWriter:
             with self._cond:
                 self._pending_spans -= sum(max(1, len(b.spans)) for _, b, _ in group)
             for _, _, future in group:
+                if future.cancelled():
+                    continue  # nobody waits for the answer
                 if error is None:
                     future.set_result(None)
                 else:

@@ -1,0 +1,103 @@
+"""The single writer: group commit, the bounded backlog, and waiters that give up."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from hoptrace.collector.otlp import Limits, SpanBatch, decode
+from hoptrace.collector.writer import Overloaded, ShuttingDown, SpanWriter
+from tests.otlp_build import request, span
+
+
+class GatedStore:
+    """A store whose writes wait for ``gate``: the test decides when a commit finishes."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.writing = threading.Event()
+        self.written: list[list[tuple[int, SpanBatch]]] = []
+
+    def write(self, items: list[tuple[int, SpanBatch]]) -> None:
+        self.writing.set()
+        if not self.gate.wait(10):
+            raise TimeoutError("the test never opened the gate")
+        self.written.append(items)
+
+
+def batch(spans: int = 1) -> SpanBatch:
+    return decode(request([span() for _ in range(spans)]).SerializeToString(), None, "application/x-protobuf", Limits())
+
+
+@pytest.fixture
+def store() -> Iterator[GatedStore]:
+    s = GatedStore()
+    yield s
+    s.gate.set()
+
+
+def test_a_waiter_that_gives_up_does_not_stop_the_writer(store: GatedStore) -> None:
+    """A cancelled request (client gone, shutdown timeout) must not kill the writer thread:
+    a dead writer would leave every later request waiting forever and drain nothing."""
+    writer = SpanWriter(store)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        abandoned = asyncio.ensure_future(asyncio.wrap_future(writer.submit(1, batch())))
+        assert await asyncio.to_thread(store.writing.wait, 10), "the writer never started the first commit"
+        abandoned.cancel()
+        await asyncio.sleep(0)
+        store.gate.set()
+        later = writer.submit(1, batch())
+        await asyncio.wait_for(asyncio.wrap_future(later), 10)
+
+    asyncio.run(scenario())
+    assert len(store.written) == 2, f"expected both batches committed, got {len(store.written)} commits"
+    assert writer.close(10)
+
+
+def test_a_batch_whose_waiter_left_before_the_commit_is_still_written(store: GatedStore) -> None:
+    writer = SpanWriter(store)  # type: ignore[arg-type]
+    first = writer.submit(1, batch())
+    assert store.writing.wait(10)
+    queued = writer.submit(1, batch(3))
+    assert queued.cancel(), "a queued future is still cancellable by its waiter"
+    store.gate.set()
+    first.result(10)
+    assert writer.close(10)
+    assert sorted(len(b.spans) for group in store.written for _, b in group) == [1, 3]
+
+
+def test_a_full_backlog_refuses_with_a_retry_delay(store: GatedStore) -> None:
+    writer = SpanWriter(store, max_pending_spans=10)  # type: ignore[arg-type]
+    writer.submit(1, batch(4))  # taken by the writer, which now waits on the gate
+    assert store.writing.wait(10)
+    accepted = [writer.submit(1, batch(3)) for _ in range(2)]  # 4 + 6 = 10 pending: still fits
+    with pytest.raises(Overloaded) as refused:
+        writer.submit(1, batch(1))
+    assert refused.value.retry_after_s >= 1
+    assert writer.pending_spans == 10
+    store.gate.set()
+    for future in accepted:
+        future.result(10)
+    assert writer.pending_spans == 0
+    writer.submit(1, batch(1)).result(10)  # room again
+
+
+def test_closing_commits_what_was_accepted_and_refuses_the_rest(store: GatedStore) -> None:
+    writer = SpanWriter(store)  # type: ignore[arg-type]
+    accepted = [writer.submit(1, batch(2)) for _ in range(5)]
+    closer = threading.Thread(target=writer.close, args=(10,))
+    closer.start()
+    deadline = time.monotonic() + 10
+    while not writer._closing and time.monotonic() < deadline:  # close() has begun
+        closer.join(0.01)
+    with pytest.raises(ShuttingDown):
+        writer.submit(1, batch())
+    store.gate.set()
+    closer.join(10)
+    assert all(f.result(0) is None for f in accepted)
+    assert sum(len(b.spans) for group in store.written for _, b in group) == 10
