@@ -1,7 +1,7 @@
 // Small pieces every view uses. Everything from the API is rendered as text children (Preact
 // escapes them); nothing here ever sets HTML from data.
 import type { ComponentChildren } from "preact";
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import type { ApiError } from "./api";
 import { show } from "./format";
 import { navigate } from "./router";
@@ -27,7 +27,7 @@ export function ErrorBox(props: { error: ApiError; what?: string }) {
   const { error } = props;
   const status = error.status ? `HTTP ${error.status}` : "no answer";
   return (
-    <div class="error" role="alert">
+    <div class="api-error" role="alert">
       <strong>{props.what ? `Could not load ${props.what}` : "The API answered with an error"}</strong>
       <div>
         <code>GET {error.path}</code> → {status}: <span class="error-detail">{error.detail}</span>
@@ -127,15 +127,21 @@ export function HowToSendData(props: { title?: string }) {
 }
 
 export function Drawer(props: { title: string; onClose: () => void; children: ComponentChildren; testid?: string }) {
+  const { onClose } = props;
+  useEffect(() => {
+    // Escape closes the panel wherever the focus is (it does not steal focus from the list).
+    const onKey = (event: KeyboardEvent) => {
+      if (event.key === "Escape") onClose();
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, [onClose]);
   return (
     <div
       class="drawer"
       role="dialog"
       aria-label={props.title}
       data-testid={props.testid}
-      onKeyDown={(event) => {
-        if (event.key === "Escape") props.onClose();
-      }}
     >
       <header class="drawer-head">
         <h2>{props.title}</h2>

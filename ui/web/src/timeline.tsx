@@ -182,7 +182,10 @@ export function Timeline(props: {
                           class={`tl-bar kind-${span.kind.toLowerCase()}`}
                           style={{ left: `${left}%`, width: `${width}%` }}
                         />
-                        <span class="tl-duration" style={{ left: `${Math.min(left + width, 88)}%` }}>
+                        <span
+                          class="tl-duration"
+                          style={left + width > 85 ? { right: `${100 - left}%` } : { left: `${left + width}%` }}
+                        >
                           {ms(span.duration_ms)}
                         </span>
                       </span>

@@ -34,7 +34,7 @@ export function TraceView(props: { location: Location; traceId: string }) {
         <>
           <p class="summary" data-testid="trace-summary">
             {spans.length} spans · {services.length} services ({services.join(", ")}) · {ms(duration)} ·{" "}
-            {errors ? <span class="bad">{errors} errors</span> : "no errors"} · started {when(spans[0].start)}
+            {errors ? <span class="bad">{errors === 1 ? "1 error" : `${errors} errors`}</span> : "no errors"} · started {when(spans[0].start)}
           </p>
           <Timeline
             spans={spans}
