@@ -1,0 +1,106 @@
+"""Everything the graph derives from arriving spans, in memory: keys, hops, rollups, membership.
+
+The stores do the same work in SQL, durably (pending keys in a table, membership in a table);
+this class is the reference they follow, used by the unit tests and the benchmark. Both go
+through ``derive`` for what one batch says on its own, then match keys against what came before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .hops import CONSUMER_SIDE, PRODUCER_SIDE, Hop, HopKey, choose, keys, pair, strongest
+from .rollup import Rollups
+from .spans import GraphSpan
+from .transactions import TraceFacts, Transaction, TransactionIndex, summarise
+
+
+@dataclass
+class Derived:
+    """What one batch of spans says on its own, before matching against stored keys."""
+
+    keys: list[HopKey] = field(default_factory=list)
+    rollups: Rollups = field(default_factory=Rollups)
+    facts: dict[bytes, TraceFacts] = field(default_factory=dict)
+
+
+def derive(spans: Iterable[GraphSpan]) -> Derived:
+    out = Derived()
+    for span in spans:
+        out.keys.extend(keys(span))
+        out.rollups.add_span(span)
+        facts = out.facts.get(span.trace_id)
+        if facts is None:
+            facts = out.facts[span.trace_id] = TraceFacts()
+        facts.add(span)
+    return out
+
+
+def match_key(new: HopKey, others: Iterable[HopKey], consumer_taken: bool = False) -> list[Hop]:
+    """Hops a new key makes with stored keys of the same string and the opposite side.
+
+    ``consumer_taken``: the new key is a windowed consumer key that already has its producer.
+    Windowed producer keys skip consumers already joined along that key (the caller filters).
+    """
+    if new.side == CONSUMER_SIDE:
+        producers = [o.end for o in others if o.side == PRODUCER_SIDE]
+        if new.windowed:
+            if consumer_taken:
+                return []
+            best = choose(new.end, new.via, producers)
+            producers = [best] if best is not None else []
+        found = [pair(p, new.end, new.via) for p in producers]
+    else:
+        found = [pair(new.end, o.end, new.via) for o in others if o.side == CONSUMER_SIDE]
+    return [h for h in found if h is not None]
+
+
+class Correlator:
+    """Incremental correlation in memory (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, list[HopKey]] = {}
+        self.taken: set[tuple[str, bytes]] = set()  # windowed (key, consumer span) already joined
+        self.hops: list[Hop] = []
+        self.rollups = Rollups()
+        self.facts: dict[bytes, TraceFacts] = {}
+        self.index = TransactionIndex()
+        self._hop_ids: set[tuple[bytes, bytes, bytes, bytes]] = set()
+
+    def add(self, spans: Iterable[GraphSpan]) -> list[Hop]:
+        """Take a batch of spans (any order, any time); the new hops it made."""
+        derived = derive(spans)
+        self.rollups.merge(derived.rollups)
+        for trace_id, facts in derived.facts.items():
+            self.facts.setdefault(trace_id, TraceFacts()).merge(facts)
+            self.index.see_trace(trace_id)
+        found: list[Hop] = []
+        for key in derived.keys:
+            others = self.by_key.setdefault(key.key, [])
+            if key.windowed and key.side == PRODUCER_SIDE:
+                others = [o for o in others if (key.key, o.end.span_id) not in self.taken]
+            hops = match_key(key, others, (key.key, key.end.span_id) in self.taken)
+            if key.windowed:
+                self.taken.update((key.key, h.to_span) for h in hops)
+            found.extend(hops)
+            self.by_key[key.key].append(key)
+        new = [h for h in strongest(found) if (h.from_trace, h.from_span, h.to_trace, h.to_span) not in self._hop_ids]
+        for hop in new:
+            self._hop_ids.add((hop.from_trace, hop.from_span, hop.to_trace, hop.to_span))
+            self.hops.append(hop)
+            self.rollups.add_hop(hop)
+            self.index.add_hop(hop)
+        return new
+
+    def transactions(self) -> list[Transaction]:
+        """Every transaction, oldest first."""
+        out = []
+        for root, members in self.index.members.items():
+            facts = {t: self.facts.get(t, TraceFacts()) for t in members}
+            out.append(summarise(root, facts, self.hops))
+        return sorted(out, key=lambda t: (t.start_ns, t.id))
+
+    def transaction_of(self, trace_id: bytes) -> list[Transaction]:
+        """The transactions a trace belongs to."""
+        return [t for t in self.transactions() if trace_id.hex() in t.trace_ids]

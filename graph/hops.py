@@ -1,0 +1,219 @@
+"""Hop correlation, Tempo-style: every span states explicit keys; a producer key and a consumer
+key with the same string match, and the match emits a ``Hop``.
+
+Keys (DESIGN §3, §5), producer side ⇄ consumer side:
+
+==================  ===========================================  ========================================
+via                 producer key from                            consumer key from
+==================  ===========================================  ========================================
+``parent``          CLIENT/PRODUCER span: ``span:TRACE+SPAN``    SERVER/CONSUMER span: ``span:TRACE+PARENT``
+``link``            (same producer key)                          each link (not to its own invocation)
+``message_id``      ``sqs:msg:``/``sns:msg:`` pointers or        the same from records, envelopes
+                    ``messaging.message.id`` (semconv)
+``event_id``        ``evb:ID``                                   ``evb:ID``
+``sequence_number`` ``kin:STREAM:SHARD:SEQ``                     ``kin:STREAM:SHARD:SEQ``
+``md5``             SNS publish ``md5:HEX``                      SQS record ``md5:HEX`` (raw delivery)
+``dynamodb_item``   PutItem ``ddb:item:TABLE:HASH``              stream ``NewImage`` hash
+``dynamodb_key``    write ``ddb:key:TABLE:HASH``                 stream ``Keys`` hash
+==================  ===========================================  ========================================
+
+Ids are unique, so they match exactly. md5 and DynamoDB keys are not (the same body or key is
+written again and again): they are *windowed* — the producer must have ended before the consumer
+started (give or take clock skew) and within ``WINDOW_NS``, the write must agree with the stream
+event (Put/Update: INSERT/MODIFY; Delete: REMOVE) and, among several candidates, the latest one
+wins. A consumer that carries an SNS message id does not use md5 at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from . import naming
+from .spans import CLIENT, CONSUMER, PRODUCER, SERVER, GraphSpan
+
+PRODUCER_SIDE, CONSUMER_SIDE = "p", "c"
+WINDOW_NS = 24 * 3600 * 10**9  # DynamoDB streams keep records 24 h; md5 joins are no looser
+SKEW_NS = 5 * 10**9  # how far a consumer may seem to start before its producer ended
+
+# via -> windowed (non-unique) keys.
+WINDOWED = frozenset({"md5", "dynamodb_key", "dynamodb_item"})
+ASYNC_VIA = frozenset({"link", "message_id", "event_id", "sequence_number", "md5", "dynamodb_key", "dynamodb_item"})
+# Preference when one consumer span matches one producer span along several keys.
+STRENGTH = {
+    "parent": 9, "link": 8, "message_id": 7, "event_id": 7, "sequence_number": 7,
+    "dynamodb_item": 5, "md5": 4, "dynamodb_key": 3,
+}  # fmt: skip
+_POINTER_VIA = {"sqs:msg:": "message_id", "sns:msg:": "message_id", "evb:": "event_id", "kin:": "sequence_number"}
+_SEMCONV_IDS = {"queue": "sqs:msg:", "topic": "sns:msg:", "bus": "evb:"}
+_REMOVE_OPS = frozenset({"DeleteItem"})
+_PUT_OPS = frozenset({"PutItem", "UpdateItem"})
+
+
+@dataclass(frozen=True)
+class HopEnd:
+    """One side of a hop as a key row holds it: enough to pair without reading the span again."""
+
+    trace_id: bytes
+    span_id: bytes
+    service: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    detail: str = ""  # DynamoDB: the producer's operation or the consumer's event name
+    edge: str = ""  # consumer side: the deliver edge "source|target" its dwell is counted on
+    attempt: int = 1  # consumer side: ApproximateReceiveCount
+
+
+@dataclass(frozen=True)
+class HopKey:
+    key: str
+    side: str  # PRODUCER_SIDE or CONSUMER_SIDE
+    via: str
+    end: HopEnd
+
+    @property
+    def windowed(self) -> bool:
+        return self.via in WINDOWED
+
+
+@dataclass(frozen=True)
+class Hop:
+    """A producer span joined to a consumer span."""
+
+    from_trace: bytes
+    from_span: bytes
+    to_trace: bytes
+    to_span: bytes
+    via: str
+    dwell_ms: float | None  # consumer start - producer end, for async hops; never negative
+    skew: bool  # the clocks disagree: the consumer seemed to start before its producer (dwell clamped)
+    start_ns: int  # the consumer's start: the minute the dwell is counted in
+    edge: str = ""  # the deliver edge of the consumer ("source|target"), if any
+    attempt: int = 1
+
+    @property
+    def is_async(self) -> bool:
+        return self.via in ASYNC_VIA
+
+
+def _span_key(trace_id: bytes, span_id: bytes) -> str:
+    return "span:" + (trace_id + span_id).hex()
+
+
+def hop_end(span: GraphSpan, detail: str = "") -> HopEnd:
+    edge = ""
+    if span.kind in (SERVER, CONSUMER):
+        delivers = [e for e in naming.edges(span) if e.kind == naming.DELIVER]
+        if delivers:
+            edge = f"{delivers[-1].source.id}|{delivers[-1].target.id}"
+    attempt = span.number("hoptrace.messaging.receive_count") or span.number("hoptrace.faas.receive_count") or 1
+    return HopEnd(
+        span.trace_id, span.span_id, span.service, span.kind, span.start_ns, span.end_ns, detail, edge, int(attempt)
+    )
+
+
+def keys(span: GraphSpan) -> list[HopKey]:
+    """Every key of one span, both sides (a span may be a consumer and a producer at once)."""
+    found: list[HopKey] = []
+    end = hop_end(span)
+    sending = naming.is_send(span)
+    receiving = span.kind in (SERVER, CONSUMER)
+
+    def add(key: str, side: str, via: str, at: HopEnd = end) -> None:
+        found.append(HopKey(key, side, via, at))
+
+    # Parent/child and links. Database calls never have a server span as their child.
+    if span.kind in (CLIENT, PRODUCER) and not span.text("db.system", "db.system.name"):
+        add(_span_key(span.trace_id, span.span_id), PRODUCER_SIDE, "parent")
+    if receiving and span.parent_span_id:
+        add(_span_key(span.trace_id, span.parent_span_id), CONSUMER_SIDE, "parent")
+    for link in span.links:
+        if link.type != "invocation":
+            add(_span_key(link.trace_id, link.span_id), CONSUMER_SIDE, "link")
+
+    pointers = list(span.texts("hoptrace.pointers"))
+    side = PRODUCER_SIDE if span.kind in (CLIENT, PRODUCER) else CONSUMER_SIDE if receiving else None
+    node = naming.messaging_node(span) if side is not None else None
+    message_id = span.text("messaging.message.id", "messaging.message_id")
+    # Semconv message ids (other SDKs): only on a send or on a consumer, never on a receive call.
+    if node is not None and message_id and node.kind in _SEMCONV_IDS and (sending or receiving):
+        pointers.append(_SEMCONV_IDS[node.kind] + message_id)
+    if side is None or not pointers:
+        return found
+    has_sns_id = any(p.startswith("sns:msg:") for p in pointers)
+    operation = span.text("db.operation.name", "db.operation") or ""
+    event = span.text("hoptrace.dynamodb.event_name") or ""
+    seen: set[str] = set()
+    for p in pointers:
+        if p in seen:
+            continue
+        seen.add(p)
+        via = next((v for prefix, v in _POINTER_VIA.items() if p.startswith(prefix)), None)
+        if via is not None:
+            add(p, side, via)
+        elif p.startswith("md5:"):
+            # Only SNS publish -> SQS raw delivery needs md5 (SQS sends match by message id).
+            wanted = "topic" if side == PRODUCER_SIDE else "queue" if not has_sns_id else None
+            if node is not None and node.kind == wanted:
+                add(p, side, "md5")
+        elif p.startswith("ddb:item:"):
+            add(p, side, "dynamodb_item", hop_end(span, operation if side == PRODUCER_SIDE else event))
+        elif p.startswith("ddb:key:"):
+            add(p, side, "dynamodb_key", hop_end(span, operation if side == PRODUCER_SIDE else event))
+    return found
+
+
+def _consistent(producer: HopEnd, consumer: HopEnd, via: str) -> bool:
+    """Windowed keys: time order within skew and window, and write operation vs stream event."""
+    if via not in WINDOWED:
+        return True
+    gap = consumer.start_ns - producer.end_ns
+    if gap < -SKEW_NS or gap > WINDOW_NS:
+        return False
+    if via == "dynamodb_key":
+        if consumer.detail == "REMOVE" and producer.detail in _PUT_OPS:
+            return False
+        if consumer.detail in ("INSERT", "MODIFY") and producer.detail in _REMOVE_OPS:
+            return False
+    return True
+
+
+def pair(producer: HopEnd, consumer: HopEnd, via: str) -> Hop | None:
+    """The hop joining two key rows of the same key, or None when they cannot be one hop."""
+    if producer.span_id == consumer.span_id and producer.trace_id == consumer.trace_id:
+        return None
+    if not _consistent(producer, consumer, via):
+        return None
+    is_async = via in ASYNC_VIA or producer.kind == PRODUCER or consumer.kind == CONSUMER
+    if is_async:
+        gap = consumer.start_ns - producer.end_ns
+        skew = gap < 0
+        dwell: float | None = max(0, gap) / 1e6
+    else:
+        skew = consumer.start_ns < producer.start_ns
+        dwell = None
+    return Hop(
+        producer.trace_id, producer.span_id, consumer.trace_id, consumer.span_id, via, dwell, skew,
+        consumer.start_ns, consumer.edge, consumer.attempt,
+    )  # fmt: skip
+
+
+def choose(consumer: HopEnd, via: str, candidates: Iterable[HopEnd]) -> HopEnd | None:
+    """For a windowed consumer key: the latest consistent producer (ended last before it started)."""
+    best: HopEnd | None = None
+    for candidate in candidates:
+        if _consistent(candidate, consumer, via) and (best is None or candidate.end_ns > best.end_ns):
+            best = candidate
+    return best
+
+
+def strongest(hops: Iterable[Hop]) -> list[Hop]:
+    """One hop per (producer span, consumer span): the strongest key wins (a parent beats an md5)."""
+    best: dict[tuple[bytes, bytes, bytes, bytes], Hop] = {}
+    for hop in hops:
+        pair_id = (hop.from_trace, hop.from_span, hop.to_trace, hop.to_span)
+        kept = best.get(pair_id)
+        if kept is None or STRENGTH[hop.via] > STRENGTH[kept.via]:
+            best[pair_id] = hop
+    return list(best.values())

@@ -1,0 +1,257 @@
+"""Map nodes and edges of one span, named from semantic conventions (DESIGN §3, §5).
+
+Every span is placed on the map on its own, without waiting for the other side of a hop:
+
+- a CLIENT or PRODUCER span is an edge from its service to what it calls (queue, topic, table,
+  stream, event bus, another function, an AWS service, an external HTTP host, a database);
+- an invocation (SERVER or CONSUMER span of a function) is an edge from what triggered it (API
+  route, queue, topic, table stream, schedule, or a virtual client) to the function.
+
+Names come from the standard attributes, so spans of OpenTelemetry's own botocore and Lambda
+instrumentation map the same as ours; a node is never a bare "unknown".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .spans import CLIENT, CONSUMER, PRODUCER, SERVER, GraphSpan
+
+SYNC, PUBLISH, DELIVER = "sync", "publish", "deliver"
+
+# messaging.system spellings: current semconv (aws_sqs) and older instrumentations (aws.sqs).
+_SYSTEMS = {
+    "aws_sqs": "queue", "aws.sqs": "queue", "sqs": "queue",
+    "aws_sns": "topic", "aws.sns": "topic", "sns": "topic",
+    "aws_kinesis": "stream", "aws.kinesis": "stream", "kinesis": "stream",
+    "aws_eventbridge": "bus", "aws.eventbridge": "bus", "eventbridge": "bus",
+}  # fmt: skip
+_RPC_SERVICES = {"SQS": "queue", "SNS": "topic", "Kinesis": "stream", "EventBridge": "bus"}
+
+THROTTLE_CODES = frozenset(
+    {
+        "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+        "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+        "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled", "SlowDown",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Node:
+    """A map node: ``id`` is ``kind:name`` and stable across spans and windows."""
+
+    kind: str  # function, service, queue, topic, table, stream, bus, api, http, aws, database, schedule, client
+    name: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    @classmethod
+    def parse(cls, node_id: str) -> Node:
+        kind, _, name = node_id.partition(":")
+        return cls(kind, name)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A map edge between two nodes, of kind sync, publish or deliver."""
+
+    source: Node
+    target: Node
+    kind: str
+
+
+def service_node(span: GraphSpan) -> Node:
+    """The function or service that wrote the span."""
+    fn = span.resource.get("faas.name")
+    if fn:
+        return Node("function", str(fn))
+    platform = span.resource.get("cloud.platform")
+    name = span.service or "unknown_service"
+    return Node("function" if platform == "aws_lambda" else "service", name)
+
+
+def _last_segment(text: str) -> str:
+    """Name from an ARN (``…:orders``, ``…:table/orders``) or a URL (``…/123/orders``)."""
+    tail = text.rstrip("/").rsplit("/", 1)[-1]
+    return tail.rsplit(":", 1)[-1] if text.startswith("arn:") and "/" not in text else tail
+
+
+def messaging_node(span: GraphSpan) -> Node | None:
+    """The queue, topic, stream or event bus a messaging span sends to or reads from."""
+    system = (span.text("messaging.system") or "").lower()
+    kind = _SYSTEMS.get(system) or _RPC_SERVICES.get(span.text("rpc.service") or "")
+    if kind is None:
+        return None
+    name = span.text("messaging.destination.name", "messaging.destination")
+    if name is None:
+        for key in ("aws.sqs.queue.url", "aws.queue_url", "messaging.url", "aws.sns.topic.arn"):
+            found = span.text(key)
+            if found:
+                name = _last_segment(found)
+                break
+    if name is None and kind == "bus":
+        name = "default"
+    return Node(kind, name) if name else None
+
+
+def table_nodes(span: GraphSpan) -> list[Node]:
+    if (span.text("db.system", "db.system.name") or "").lower() != "dynamodb" and span.text("rpc.service") != (
+        "DynamoDB"
+    ):
+        return []
+    tables = span.texts("aws.dynamodb.table_names")
+    return [Node("table", t) for t in tables] or [Node("aws", "DynamoDB")]
+
+
+def http_host(span: GraphSpan) -> str | None:
+    host = span.text("server.address", "net.peer.name", "http.host")
+    if host is None:
+        url = span.text("url.full", "http.url")
+        if url:
+            host = urlsplit(url).hostname
+    return host
+
+
+def is_invocation(span: GraphSpan) -> bool:
+    """The span of one function invocation (or a foreign service's request/message handling)."""
+    if span.attributes.get("faas.trigger") is not None:
+        return True
+    if span.kind == SERVER:
+        return True
+    # A CONSUMER span without a trigger: a record of a batch, or a poller outside Lambda.
+    return (
+        span.kind == CONSUMER
+        and not any(link.type == "invocation" for link in span.links)
+        and ("faas.name" not in span.resource or span.parent_span_id is None)
+    )
+
+
+def is_record(span: GraphSpan) -> bool:
+    """The ``process`` span of one record of a batch (linked to its invocation)."""
+    return span.kind == CONSUMER and any(link.type == "invocation" for link in span.links)
+
+
+def is_batch_invocation(span: GraphSpan) -> bool:
+    """An invocation whose records have spans of their own (ours: one per record)."""
+    count = span.number("messaging.batch.message_count")
+    return count is not None and count > 1 and span.attributes.get("hoptrace.trigger.source") is not None
+
+
+_SEND_METHODS = frozenset(
+    {"SendMessage", "SendMessageBatch", "Publish", "PublishBatch", "PutEvents", "PutRecord", "PutRecords"}
+)
+
+
+def is_send(span: GraphSpan) -> bool:
+    """A span that hands a message over (PRODUCER, a send operation, or an AWS send API call)."""
+    if span.kind == PRODUCER:
+        return True
+    if span.kind != CLIENT:
+        return False
+    operation = span.text("messaging.operation.type", "messaging.operation")
+    return operation in ("send", "publish", "create") or span.text("rpc.method") in _SEND_METHODS
+
+
+def callee(span: GraphSpan) -> Node | None:
+    """What a CLIENT or PRODUCER span calls, named from semconv; None for other spans."""
+    if span.kind not in (CLIENT, PRODUCER):
+        return None
+    node = messaging_node(span)
+    if node is not None:
+        return node
+    tables = table_nodes(span)
+    if tables:
+        return tables[0]
+    invoked = span.text("faas.invoked_name")
+    if invoked:
+        return Node("function", _last_segment(invoked))
+    peer = span.text("peer.service")
+    if peer:
+        return Node("service", peer)
+    db = span.text("db.system", "db.system.name")
+    if db:
+        where = span.text("db.namespace", "db.name", "server.address") or db
+        return Node("database", f"{db}/{where}" if where != db else db)
+    if span.text("rpc.system") == "aws-api":
+        service = span.text("rpc.service") or "AWS"
+        bucket = span.text("aws.s3.bucket")
+        return Node("bucket", bucket) if bucket else Node("aws", service)
+    rpc = span.text("rpc.service")
+    if rpc:
+        return Node("service", rpc)
+    host = http_host(span)
+    if host:
+        return Node("http", host)
+    return Node("service", f"{span.service} → {span.name}")  # a named call to something unidentified
+
+
+def trigger(span: GraphSpan) -> Node | None:
+    """What started an invocation: API route, queue/topic/stream, schedule, or a virtual client.
+
+    None for an invocation whose traced caller already drew the edge to it.
+    """
+    node = messaging_node(span)
+    if node is not None and span.kind == CONSUMER:
+        return node
+    if span.kind == CONSUMER or span.text("faas.trigger") == "datasource":
+        tables = span.texts("aws.dynamodb.table_names")
+        if tables:
+            return Node("stream", f"{tables[0]} stream")
+    route = span.text("http.route")
+    method = span.text("http.request.method", "http.method")
+    if route:
+        return Node("api", f"{method} {route}" if method else route)
+    trig = span.text("faas.trigger")
+    if trig == "timer":
+        return Node("schedule", span.text("hoptrace.schedule.rule") or "schedule")
+    if span.parent_span_id is not None:
+        # The caller is traced: its own CLIENT span draws the edge (to a host, or to this function).
+        host = span.text("server.address")
+        return Node("http", host) if host else None
+    if trig == "http" or (span.kind == SERVER and method):
+        return Node("client", "http clients")
+    return Node("client", f"{trig or 'direct'} invokers")
+
+
+def edges(span: GraphSpan) -> list[Edge]:
+    """The map edges one span accounts for (see the module docstring)."""
+    me = service_node(span)
+    target = callee(span)
+    if target is not None:
+        messaging = target.kind in ("queue", "topic", "stream", "bus")
+        found = [Edge(me, target, PUBLISH if messaging and is_send(span) else SYNC)]
+        if target.kind == "table":
+            found += [Edge(me, Node("table", t), SYNC) for t in span.texts("aws.dynamodb.table_names")[1:]]
+        return found
+    if is_record(span) or (is_invocation(span) and not is_batch_invocation(span)):
+        source = trigger(span)
+        if source is None:
+            return []
+        if source.kind == "stream" and source.name.endswith(" stream"):
+            table = Node("table", source.name[: -len(" stream")])
+            return [Edge(table, source, PUBLISH), Edge(source, me, DELIVER)]
+        kind = DELIVER if source.kind in ("queue", "topic", "stream", "bus") else SYNC
+        return [Edge(source, me, kind)]
+    return []
+
+
+def health(span: GraphSpan) -> str:
+    """X-Ray's colours: ``ok``, ``4xx`` (error), ``5xx`` (fault) or ``throttled``."""
+    status = span.number("http.response.status_code")
+    error_type = span.text("error.type") or ""
+    if (
+        status == 429
+        or span.attributes.get("hoptrace.throttled") is True
+        or error_type in THROTTLE_CODES
+        or any(t.rsplit(".", 1)[-1] in THROTTLE_CODES for t in span.exception_types)
+    ):
+        return "throttled"
+    if status is not None and 400 <= status < 500:
+        return "4xx"
+    if (status is not None and status >= 500) or span.is_error:
+        return "5xx"
+    return "ok"

@@ -1,0 +1,131 @@
+"""Per-minute rollups of nodes and edges: counts, errors, throttles, health shares, sketches.
+
+Any window of the map is the merge of its minutes; nothing here ever looks at a span twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import naming
+from .hops import Hop
+from .sketch import LatencySketch
+from .spans import GraphSpan
+
+MINUTE_NS = 60 * 10**9
+
+EdgeKey = tuple[str, str, str]  # (source node id, target node id, kind)
+
+
+def minute_of(ns: int) -> int:
+    """Minutes since the epoch: the key of a rollup row."""
+    return ns // MINUTE_NS
+
+
+@dataclass
+class Rollup:
+    """What one node or edge did in some minutes."""
+
+    count: int = 0
+    errors: int = 0
+    throttles: int = 0
+    ok: int = 0
+    client_errors: int = 0  # 4xx
+    faults: int = 0  # 5xx
+    latency: LatencySketch = field(default_factory=LatencySketch)
+    dwell: LatencySketch = field(default_factory=LatencySketch)
+
+    def add_span(self, span: GraphSpan) -> None:
+        self.count += 1
+        self.errors += span.is_error
+        colour = naming.health(span)
+        if colour == "throttled":
+            self.throttles += 1
+        elif colour == "4xx":
+            self.client_errors += 1
+        elif colour == "5xx":
+            self.faults += 1
+        else:
+            self.ok += 1
+        self.latency.add(span.duration_ms)
+
+    def merge(self, other: Rollup) -> Rollup:
+        """Add ``other`` into this rollup (in place) and return it."""
+        self.count += other.count
+        self.errors += other.errors
+        self.throttles += other.throttles
+        self.ok += other.ok
+        self.client_errors += other.client_errors
+        self.faults += other.faults
+        self.latency.merge(other.latency)
+        self.dwell.merge(other.dwell)
+        return self
+
+    def counters(self) -> tuple[int, int, int, int, int, int]:
+        """The counters in storage order: count, errors, throttles, ok, 4xx, 5xx."""
+        return self.count, self.errors, self.throttles, self.ok, self.client_errors, self.faults
+
+    @classmethod
+    def from_row(cls, counters: tuple[int, ...], latency: bytes | None, dwell: bytes | None) -> Rollup:
+        count, errors, throttles, ok, client_errors, faults = (int(c) for c in counters)
+        return cls(
+            count, errors, throttles, ok, client_errors, faults,
+            LatencySketch.from_bytes(latency) if latency else LatencySketch(),
+            LatencySketch.from_bytes(dwell) if dwell else LatencySketch(),
+        )  # fmt: skip
+
+    def health(self) -> dict[str, float]:
+        """Shares of ok / 4xx / 5xx / throttled, as X-Ray colours a node."""
+        total = self.ok + self.client_errors + self.faults + self.throttles
+        if not total:
+            return {"ok": 0.0, "4xx": 0.0, "5xx": 0.0, "throttled": 0.0}
+        return {
+            "ok": self.ok / total,
+            "4xx": self.client_errors / total,
+            "5xx": self.faults / total,
+            "throttled": self.throttles / total,
+        }
+
+
+@dataclass
+class Rollups:
+    """Rollups keyed by minute: nodes by node id, edges by (source, target, kind)."""
+
+    nodes: dict[tuple[int, str], Rollup] = field(default_factory=dict)
+    edges: dict[tuple[int, str, str, str], Rollup] = field(default_factory=dict)
+
+    def add_span(self, span: GraphSpan) -> None:
+        minute = minute_of(span.start_ns)
+        if naming.is_invocation(span):
+            node = naming.service_node(span).id
+            self.nodes.setdefault((minute, node), Rollup()).add_span(span)
+        for edge in naming.edges(span):
+            key = (minute, edge.source.id, edge.target.id, edge.kind)
+            self.edges.setdefault(key, Rollup()).add_span(span)
+
+    def add_hop(self, hop: Hop) -> None:
+        """Queue waiting time: counted on the consumer's deliver edge, in the consumer's minute."""
+        if not hop.edge or hop.dwell_ms is None:
+            return
+        source, _, target = hop.edge.partition("|")
+        key = (minute_of(hop.start_ns), source, target, naming.DELIVER)
+        self.edges.setdefault(key, Rollup()).dwell.add(hop.dwell_ms)
+
+    def merge(self, other: Rollups) -> Rollups:
+        for nk, rollup in other.nodes.items():
+            self.nodes.setdefault(nk, Rollup()).merge(rollup)
+        for ek, rollup in other.edges.items():
+            self.edges.setdefault(ek, Rollup()).merge(rollup)
+        return self
+
+    def window(self, start_minute: int, end_minute: int) -> tuple[dict[str, Rollup], dict[EdgeKey, Rollup]]:
+        """Minutes in [start, end) merged into one rollup per node and per edge."""
+        nodes: dict[str, Rollup] = {}
+        edges: dict[EdgeKey, Rollup] = {}
+        for (minute, node), rollup in self.nodes.items():
+            if start_minute <= minute < end_minute:
+                nodes.setdefault(node, Rollup()).merge(rollup)
+        for (minute, source, target, kind), rollup in self.edges.items():
+            if start_minute <= minute < end_minute:
+                edges.setdefault((source, target, kind), Rollup()).merge(rollup)
+        return nodes, edges

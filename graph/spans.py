@@ -1,0 +1,86 @@
+"""The span as the graph reads it: a small frozen record built from whatever the store holds.
+
+The graph never parses OTLP itself; the collector builds a ``GraphSpan`` from its stored row
+(indexed columns + decoded attributes). Everything the graph derives comes from this record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Union
+
+AttrValue = Union[str, bool, int, float, tuple[Union[str, bool, int, float], ...]]
+
+# OTLP span kinds (opentelemetry.proto.trace.v1.Span.SpanKind).
+INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
+STATUS_ERROR = 2
+
+
+@dataclass(frozen=True)
+class SpanLink:
+    """A link to another span; ``type`` is ``hoptrace.link.type`` when the link carries it."""
+
+    trace_id: bytes
+    span_id: bytes
+    type: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class GraphSpan:
+    """What the graph reads of one span (ids as bytes, times in ns since the epoch)."""
+
+    trace_id: bytes
+    span_id: bytes
+    parent_span_id: bytes | None
+    service: str
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    status: int
+    attributes: Mapping[str, AttrValue] = field(default_factory=dict)
+    resource: Mapping[str, AttrValue] = field(default_factory=dict)
+    links: tuple[SpanLink, ...] = ()
+    exception_types: tuple[str, ...] = ()
+
+    def attr(self, key: str) -> AttrValue | None:
+        """A span attribute, else the resource attribute of that name."""
+        value = self.attributes.get(key)
+        return self.resource.get(key) if value is None else value
+
+    def text(self, *keys: str) -> str | None:
+        """The first of ``keys`` holding a non-empty scalar, as text."""
+        for key in keys:
+            value = self.attr(key)
+            if isinstance(value, tuple):
+                value = value[0] if value else None
+            if value is not None and value != "":
+                return str(value)
+        return None
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        """A list attribute (or a scalar) as a tuple of strings."""
+        value = self.attr(key)
+        if value is None:
+            return ()
+        if isinstance(value, tuple):
+            return tuple(str(v) for v in value)
+        return (str(value),)
+
+    def number(self, key: str) -> float | None:
+        value = self.attr(key)
+        if isinstance(value, bool) or value is None or isinstance(value, tuple):
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            return None
+
+    @property
+    def duration_ms(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e6
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == STATUS_ERROR

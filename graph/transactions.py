@@ -1,0 +1,236 @@
+"""Transactions (DESIGN §5): the entry trace plus every trace reachable from it along hops.
+
+Membership is kept incrementally, one hop at a time (``plan_hop``): a trace that gains an
+incoming cross-trace hop stops being an entry; it and everything reachable from it join every
+transaction its producer's trace belongs to. Reachability follows hops forward only, so a batch
+consumer that read messages of ten transactions belongs to all ten and never glues them together.
+
+A transaction's summary is computed from per-trace ``TraceFacts`` (mergeable as spans of a trace
+arrive in any order) and the hops among its traces, never from a rescan of spans.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from . import naming
+from .hops import PRODUCER_SIDE, Hop, keys
+from .spans import GraphSpan
+
+# A message sent along one of these expects a consumer; a DynamoDB write does not (no stream, maybe).
+_SEND_VIA = frozenset({"message_id", "event_id", "sequence_number", "md5"})
+
+
+@dataclass(frozen=True)
+class MembershipChange:
+    """What one new hop does to transaction membership."""
+
+    add: tuple[tuple[bytes, bytes], ...]  # (transaction id, trace id)
+    drop: bytes | None  # the transaction that no longer exists (its root became reachable)
+
+
+def plan_hop(
+    from_trace: bytes,
+    to_trace: bytes,
+    transactions_of_from: Iterable[bytes],
+    reachable_from_to: Iterable[bytes],
+    to_is_root: bool,
+) -> MembershipChange:
+    """Membership changes for a hop from ``from_trace`` to ``to_trace`` (see the module docstring).
+
+    ``reachable_from_to`` includes ``to_trace`` itself. A cycle (``to_trace`` already reaches
+    ``from_trace``) keeps ``to_trace``'s transaction, which would otherwise lose its root.
+    """
+    if from_trace == to_trace:
+        return MembershipChange((), None)
+    reach = set(reachable_from_to) | {to_trace}
+    add = tuple((txn, t) for txn in sorted(set(transactions_of_from)) for t in sorted(reach))
+    drop = to_trace if to_is_root and from_trace not in reach else None
+    return MembershipChange(add, drop)
+
+
+@dataclass
+class TraceFacts:
+    """What one trace contributes to the transactions it belongs to; merged as spans arrive."""
+
+    start_ns: int = 0
+    end_ns: int = 0
+    services: set[str] = field(default_factory=set)
+    resources: set[str] = field(default_factory=set)
+    errors: int = 0
+    cold_starts: int = 0
+    retries: int = 0
+    sends: set[str] = field(default_factory=set)  # hex ids of spans that sent a message
+    entry: dict[str, str] = field(default_factory=dict)  # trigger, name, service of the root span
+    entry_ns: int = 0
+
+    @classmethod
+    def of(cls, spans: Iterable[GraphSpan]) -> TraceFacts:
+        facts = cls()
+        for span in spans:
+            facts.add(span)
+        return facts
+
+    def add(self, span: GraphSpan) -> None:
+        self.start_ns = span.start_ns if not self.start_ns else min(self.start_ns, span.start_ns)
+        self.end_ns = max(self.end_ns, span.end_ns)
+        me = naming.service_node(span)
+        self.services.add(me.name)
+        for edge in naming.edges(span):
+            for node in (edge.source, edge.target):
+                if node != me and node.kind not in ("client", "function", "service"):
+                    self.resources.add(node.id)
+        self.errors += span.is_error
+        self.cold_starts += span.attributes.get("faas.coldstart") is True
+        if naming.is_invocation(span) and (
+            span.attributes.get("hoptrace.faas.retry") is True
+            or (span.number("hoptrace.messaging.receive_count") or 1) > 1
+            or (span.number("hoptrace.faas.receive_count") or 1) > 1
+        ):
+            self.retries += 1
+        sends_message = naming.is_send(span) and naming.messaging_node(span) is not None
+        if sends_message or any(k.side == PRODUCER_SIDE and k.via in _SEND_VIA for k in keys(span)):
+            self.sends.add(span.span_id.hex())
+        if span.parent_span_id is None and (not self.entry or span.start_ns < self.entry_ns):
+            self.entry = _entry(span)
+            self.entry_ns = span.start_ns
+
+    def merge(self, other: TraceFacts) -> TraceFacts:
+        if other.start_ns:
+            self.start_ns = other.start_ns if not self.start_ns else min(self.start_ns, other.start_ns)
+        self.end_ns = max(self.end_ns, other.end_ns)
+        self.services |= other.services
+        self.resources |= other.resources
+        self.errors += other.errors
+        self.cold_starts += other.cold_starts
+        self.retries += other.retries
+        self.sends |= other.sends
+        if other.entry and (not self.entry or other.entry_ns < self.entry_ns):
+            self.entry, self.entry_ns = dict(other.entry), other.entry_ns
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "start_ns": self.start_ns, "end_ns": self.end_ns, "services": sorted(self.services),
+                "resources": sorted(self.resources), "errors": self.errors, "cold_starts": self.cold_starts,
+                "retries": self.retries, "sends": sorted(self.sends), "entry": self.entry, "entry_ns": self.entry_ns,
+            },
+            separators=(",", ":"),
+        )  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> TraceFacts:
+        d = json.loads(text)
+        return cls(
+            int(d["start_ns"]), int(d["end_ns"]), set(d["services"]), set(d["resources"]), int(d["errors"]),
+            int(d["cold_starts"]), int(d["retries"]), set(d["sends"]), dict(d["entry"]), int(d["entry_ns"]),
+        )  # fmt: skip
+
+
+def _entry(span: GraphSpan) -> dict[str, str]:
+    """How a trace began: its trigger and the route, queue or function that took it."""
+    trigger = span.text("faas.trigger") or {2: "http", 5: "pubsub"}.get(span.kind, "other")
+    me = naming.service_node(span)
+    if naming.is_invocation(span):
+        source = naming.trigger(span)
+        named = source is not None and source.kind in ("api", "queue", "topic", "stream", "bus", "schedule")
+        name = source.name if source is not None and named else me.name
+    else:
+        name = span.name
+    return {"trigger": trigger, "name": name, "service": me.name}
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One end-to-end transaction as the API returns it (DESIGN §7)."""
+
+    id: str
+    root_trace_id: str
+    entry: Mapping[str, str]
+    start_ns: int
+    end_ns: int
+    services: tuple[str, ...]
+    resources: tuple[str, ...]
+    hops: int
+    errors: int
+    cold_starts: int
+    retries: int
+    incomplete: bool
+    trace_ids: tuple[str, ...]
+
+    @property
+    def duration_ms(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e6
+
+    @property
+    def status(self) -> str:
+        return "error" if self.errors else "incomplete" if self.incomplete else "ok"
+
+
+def summarise(root: bytes, facts: Mapping[bytes, TraceFacts], hops: Iterable[Hop]) -> Transaction:
+    """The transaction rooted at ``root`` from its traces' facts and the hops among them."""
+    members = set(facts)
+    inner = [h for h in hops if h.from_trace in members and h.to_trace in members]
+    total = TraceFacts()
+    for trace_id in sorted(members):
+        total.merge(facts[trace_id])
+    consumed = {h.from_span.hex() for h in inner if h.is_async or h.via == "parent"}
+    root_facts = facts.get(root, TraceFacts())
+    others = sorted(t.hex() for t in members if t != root)
+    return Transaction(
+        id=root.hex(),
+        root_trace_id=root.hex(),
+        entry=root_facts.entry or {"trigger": "other", "name": "trace " + root.hex()[:8], "service": ""},
+        start_ns=total.start_ns,
+        end_ns=total.end_ns,
+        services=tuple(sorted(total.services)),
+        resources=tuple(sorted(total.resources)),
+        hops=len(inner),
+        errors=total.errors,
+        cold_starts=total.cold_starts,
+        retries=total.retries,
+        incomplete=bool(total.sends - consumed),
+        trace_ids=(root.hex(), *others),
+    )
+
+
+class TransactionIndex:
+    """Membership in memory (tests, benchmarks): the same rules the stores apply in SQL."""
+
+    def __init__(self) -> None:
+        self.members: dict[bytes, set[bytes]] = {}  # transaction -> traces
+        self.of_trace: dict[bytes, set[bytes]] = {}  # trace -> transactions
+        self.forward: dict[bytes, set[bytes]] = {}  # trace -> traces it has hops to
+
+    def see_trace(self, trace_id: bytes) -> None:
+        """A trace with spans: an entry of its own until a hop reaches it."""
+        if trace_id not in self.of_trace:
+            self.members[trace_id] = {trace_id}
+            self.of_trace[trace_id] = {trace_id}
+
+    def reachable(self, start: bytes) -> set[bytes]:
+        seen, todo = {start}, [start]
+        while todo:
+            for nxt in self.forward.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    def add_hop(self, hop: Hop) -> None:
+        a, b = hop.from_trace, hop.to_trace
+        if a == b or b in self.forward.get(a, set()):
+            return
+        self.see_trace(a)
+        self.see_trace(b)
+        self.forward.setdefault(a, set()).add(b)
+        change = plan_hop(a, b, self.of_trace[a], self.reachable(b), b in self.members)
+        for txn, trace in change.add:
+            self.members[txn].add(trace)
+            self.of_trace[trace].add(txn)
+        if change.drop is not None:
+            for trace in self.members.pop(change.drop):
+                self.of_trace[trace].discard(change.drop)
