@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from .app import collector_of, project_for
 from .store import SpanQuery
@@ -16,41 +18,63 @@ API = "/api/v1"
 router = APIRouter()
 
 
+# Bounds of the stores' BIGINT columns: values past them are clamped, never sent to the database.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _clamp_ns(ns: float) -> int:
+    return int(min(max(ns, _INT64_MIN), _INT64_MAX))
+
+
 def _time_ns(value: str | None, name: str) -> int | None:
-    """RFC 3339 or unix milliseconds as nanoseconds."""
+    """RFC 3339 or unix milliseconds as nanoseconds (clamped to what the store can compare)."""
     if value is None or value == "":
         return None
     try:
-        return int(float(value) * 1_000_000)
+        ms = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(ms):
+            raise HTTPException(400, f"{name}={value!r} is not a time: give RFC 3339 or unix milliseconds")
+        return _clamp_ns(ms * 1_000_000)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise HTTPException(400, f"{name}={value!r} is neither RFC 3339 nor unix milliseconds") from None
     if parsed.tzinfo is None:
         raise HTTPException(400, f"{name}={value!r} needs a time zone (e.g. a trailing Z)")
-    return int(parsed.timestamp() * 1e9)
+    return _clamp_ns(parsed.timestamp() * 1e9)
+
+
+def _duration_ns(ms: float | None, name: str) -> int | None:
+    if ms is None:
+        return None
+    if not math.isfinite(ms):
+        raise HTTPException(400, f"{name} must be a finite number of milliseconds")
+    return _clamp_ns(ms * 1e6)
 
 
 def _hex_id(value: str, size: int, name: str) -> bytes:
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raw = b""
-    if len(raw) != size:
+    if not re.fullmatch(f"[0-9a-fA-F]{{{size * 2}}}", value):
         raise HTTPException(400, f"{name} must be {size * 2} hex characters")
-    return raw
+    return bytes.fromhex(value)
 
 
 @router.get(f"{API}/traces/{{trace_id}}", tags=["query"], summary="Every span of one trace")
-def get_trace(trace_id: str, request: Request) -> dict[str, Any]:
+def get_trace(
+    request: Request,
+    trace_id: str = Path(
+        description="32 hex characters, as in OTLP JSON", json_schema_extra={"pattern": "^[0-9a-fA-F]{32}$"}
+    ),
+) -> dict[str, Any]:
     project_id = project_for(request, "read")
     spans = collector_of(request).store.trace(project_id, _hex_id(trace_id.lower(), 16, "trace_id"))
     if not spans:
         raise HTTPException(404, f"no trace {trace_id.lower()} in this project")
     cache: dict[bytes, dict[str, Any]] = {}
     return {"trace_id": trace_id.lower(), "spans": [span_json(s, cache) for s in spans]}
+
 
 @router.get(f"{API}/spans", tags=["query"], summary="Search spans, newest first")
 def search_spans(
@@ -82,19 +106,18 @@ def search_spans(
         terms.append((None, q))
     before = None
     if cursor:
-        try:
-            start_text, _, span_hex = cursor.partition(":")
-            before = (int(start_text), bytes.fromhex(span_hex))
-        except ValueError:
-            raise HTTPException(400, "cursor is not one this API returned") from None
+        start_text, _, span_hex = cursor.partition(":")
+        if not re.fullmatch(r"-?[0-9]{1,19}", start_text) or not re.fullmatch("[0-9a-f]{16}", span_hex):
+            raise HTTPException(400, "cursor is not one this API returned")
+        before = (_clamp_ns(int(start_text)), bytes.fromhex(span_hex))
     query = SpanQuery(
         start_ns=_time_ns(from_, "from"),
         end_ns=_time_ns(to, "to"),
         service=service,
         name=name,
         status={"unset": 0, "ok": 1, "error": 2}[status] if status else None,
-        min_duration_ns=int(min_ms * 1e6) if min_ms is not None else None,
-        max_duration_ns=int(max_ms * 1e6) if max_ms is not None else None,
+        min_duration_ns=_duration_ns(min_ms, "min_ms"),
+        max_duration_ns=_duration_ns(max_ms, "max_ms"),
         terms=tuple(terms),
         limit=limit,
         before=before,
@@ -103,6 +126,7 @@ def search_spans(
     cache = {}
     next_cursor = f"{rows[-1].start_ns}:{rows[-1].span_id.hex()}" if len(rows) == limit else None
     return {"spans": [span_json(s, cache) for s in rows], "next_cursor": next_cursor}
+
 
 @router.get(f"{API}/services", tags=["query"], summary="Services seen in a window, with counts and error rates")
 def services(
@@ -129,12 +153,9 @@ def services(
     }
 
 
-
 def _is_hex(text: str) -> bool:
     try:
         bytes.fromhex(text)
         return True
     except ValueError:
         return False
-
-

@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import time
 import zlib
 from collections.abc import Iterable
@@ -203,6 +204,8 @@ def read_body(body: bytes, encoding: str | None, limits: Limits) -> bytes:
 
 def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     """gzip (one or more members) or zlib data, inflated to at most ``limit`` bytes."""
+    if not body:
+        return b""  # nothing compressed is nothing (what gzip(1) and Python's gzip make of it)
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
     pieces: list[bytes] = []
     size = 0
@@ -272,6 +275,7 @@ def parse_request(
 
 # Where OTLP JSON has hex ids (protobuf's JSON mapping would expect base64 there).
 _ID_FIELDS = {"traceId": 16, "spanId": 8, "parentSpanId": 8}
+_HEX = re.compile("(?:[0-9a-fA-F]{2})*")
 
 
 def _translate_json_ids(doc: dict[str, Any]) -> tuple[int, list[Rejection]]:
@@ -304,29 +308,26 @@ def _translate_json_ids(doc: dict[str, Any]) -> tuple[int, list[Rejection]]:
 
 
 def _translate_ids(obj: dict[str, Any], where: str) -> str | None:
-    """Hex ids to base64 in place; a reason (for rejecting the span) if one is not hex."""
-    for name, size in _ID_FIELDS.items():
+    """Hex ids to base64 in place; a reason (for rejecting the span) if one is not hex.
+
+    Any even-length hex becomes bytes: the lengths are checked by ``normalise``, the same way
+    for protobuf and JSON (and link ids of odd sizes are kept, as in protobuf).
+    """
+    for name in _ID_FIELDS:
         value = obj.get(name)
         if value is None or value == "":
             continue
-        if isinstance(value, str) and len(value) == size * 2:
-            try:
-                obj[name] = base64.b64encode(bytes.fromhex(value)).decode()
-                continue
-            except ValueError:
-                pass
-        return f"{where}{name} is not {size * 2} hex characters (OTLP JSON writes ids in hex)"
+        if not isinstance(value, str) or not _HEX.fullmatch(value):
+            return f"{where}{name} is not hex (OTLP JSON writes ids in hex, e.g. {_ID_FIELDS[name] * 2} characters)"
+        obj[name] = base64.b64encode(bytes.fromhex(value)).decode()
     return None
 
 
 def _json_span_name(span: dict[str, Any]) -> str:
     """How a message names a JSON span: its id when that is hex, else what it holds."""
     span_id = span.get("spanId")
-    if isinstance(span_id, str) and len(span_id) == 16:
-        try:
-            return bytes.fromhex(span_id).hex()
-        except ValueError:
-            pass
+    if isinstance(span_id, str) and len(span_id) == 16 and _HEX.fullmatch(span_id):
+        return span_id.lower()
     return f"with spanId {span_id!r:.40}"
 
 

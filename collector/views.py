@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,7 +27,13 @@ def value(v: AnyValue) -> Any:
     if kind == "int_value":
         return v.int_value
     if kind == "double_value":
-        return v.double_value
+        # JSON has no NaN or infinity: write them as protobuf's JSON mapping does, as strings.
+        d = v.double_value
+        if math.isnan(d):
+            return "NaN"
+        if math.isinf(d):
+            return "Infinity" if d > 0 else "-Infinity"
+        return d
     if kind == "array_value":
         return [value(x) for x in v.array_value.values]
     if kind == "kvlist_value":
@@ -45,7 +52,7 @@ def attributes(kvs: Any) -> dict[str, Any]:
 
 
 def rfc3339(ns: int) -> str:
-    """Nanoseconds since the epoch as RFC 3339 with microseconds, UTC."""
+    """Nanoseconds since the epoch as RFC 3339 with microseconds, UTC (any uint64 fits: year 2554)."""
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
