@@ -14,6 +14,11 @@ export function pct(part: number, whole: number): string {
   return share > 0 && share < 0.1 ? "<0.1%" : `${share.toFixed(share < 10 ? 1 : 0)}%`;
 }
 
+/** "1 hop", "3 hops". */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 export function when(iso: string | null | undefined): string {
   if (!iso) return "–";
   const date = new Date(iso);

@@ -22,6 +22,30 @@ export const SHAPES: Record<string, string> = {
 };
 
 export const HEALTH_COLOURS = { ok: "#2e9d5b", c4xx: "#e0a526", c5xx: "#d64545", throttled: "#8a5cd6", idle: "#9aa5b1" };
+// Pale versions fill the nodes, so their names stay readable on top.
+const HEALTH_FILLS = { ok: "#cdeed9", c4xx: "#fbe5ad", c5xx: "#f7c1c1", throttled: "#e0d2f7", idle: "#e4e7eb" };
+
+/** A node's fill: bands left to right as wide as each health share (a hard-stop gradient). */
+function healthFill(h: Health): Record<string, string> {
+  if (!h.count) return { "background-color": HEALTH_FILLS.idle };
+  const bands = (["ok", "c4xx", "c5xx", "throttled"] as const).filter((k) => h[k] > 0);
+  if (bands.length === 1) return { "background-color": HEALTH_FILLS[bands[0]] };
+  const colours: string[] = [];
+  const stops: string[] = [];
+  let at = 0;
+  for (const band of bands) {
+    colours.push(HEALTH_FILLS[band], HEALTH_FILLS[band]);
+    stops.push(`${(at * 100).toFixed(1)}%`);
+    at += h[band];
+    stops.push(`${(Math.min(at, 1) * 100).toFixed(1)}%`);
+  }
+  return {
+    "background-fill": "linear-gradient",
+    "background-gradient-direction": "to-right",
+    "background-gradient-stop-colors": colours.join(" "),
+    "background-gradient-stop-positions": stops.join(" "),
+  };
+}
 
 export type Selection = { type: "node"; id: string } | { type: "edge"; id: string } | null;
 
@@ -73,7 +97,9 @@ export function edgeId(edge: MapEdge): string {
 export function edgeLabel(edge: MapEdge, minutes: number): string {
   const m = metricsOf(edge);
   const count = num(m.count) ?? 0;
-  const parts = [`${(count / Math.max(minutes, 1)).toFixed(count / minutes < 10 ? 1 : 0)}/min`];
+  // minutes 0: one transaction's own map, where counts are not rates.
+  const rate = count / Math.max(minutes, 1);
+  const parts = [minutes > 0 ? `${rate.toFixed(rate < 10 ? 1 : 0)}/min` : `${count}×`];
   const p95 = num(m.p95_ms);
   if (p95 !== null) parts.push(`p95 ${ms(p95)}`);
   const errors = num(m.errors) ?? 0;
@@ -81,6 +107,23 @@ export function edgeLabel(edge: MapEdge, minutes: number): string {
   const dwell = num(m.dwell_p95_ms);
   if (dwell !== null) parts.push(`wait p95 ${ms(dwell)}`);
   return parts.join(" · ");
+}
+
+/** The same on two short lines, for the drawing. */
+function edgeCaption(edge: MapEdge, minutes: number): string {
+  const parts = edgeLabel(edge, minutes).split(" · ");
+  return parts.length > 2 ? `${parts.slice(0, 2).join(" · ")}\n${parts.slice(2).join(" · ")}` : parts.join(" · ");
+}
+
+const READABLE_ZOOM = 0.6;
+
+/** Fit the map, but never so small that its labels cannot be read: then start at the entry side. */
+function readableFit(cy: cytoscape.Core): void {
+  cy.fit(undefined, 20);
+  if (cy.zoom() >= READABLE_ZOOM) return;
+  const box = cy.elements().boundingBox();
+  cy.zoom(READABLE_ZOOM);
+  cy.pan({ x: 20 - box.x1 * READABLE_ZOOM, y: cy.height() / 2 - ((box.y1 + box.y2) / 2) * READABLE_ZOOM });
 }
 
 export function ServiceMapGraph(props: {
@@ -104,31 +147,23 @@ export function ServiceMapGraph(props: {
       const h = healthOf(node);
       elements.push({
         group: "nodes",
-        data: {
-          id: node.id,
-          label: `${node.name}\n${node.kind}`,
-          shape: SHAPES[node.kind] ?? "pentagon",
-          ok: h.ok * 100,
-          c4xx: h.c4xx * 100,
-          c5xx: h.c5xx * 100,
-          throttled: h.throttled * 100,
-          idle: h.count ? 0 : 100,
-        },
+        data: { id: node.id, label: `${node.name}\n${node.kind}`, kind: node.kind },
+        style: { shape: SHAPES[node.kind] ?? "pentagon", ...healthFill(h) },
         classes: [node.status ?? "", h.c5xx >= 0.05 ? "unhealthy" : ""].join(" ").trim(),
       });
     }
     for (const edge of props.map.edges) {
       if (!ids.has(edge.source) || !ids.has(edge.target)) continue;
       const h = healthOf(edge);
+      const colour =
+        h.c5xx >= 0.05 ? HEALTH_COLOURS.c5xx : h.c4xx >= 0.05 ? HEALTH_COLOURS.c4xx : h.throttled > 0 ? HEALTH_COLOURS.throttled : "#7b8794";
       elements.push({
         group: "edges",
-        data: {
-          id: edgeId(edge),
-          source: edge.source,
-          target: edge.target,
-          label: edgeLabel(edge, props.minutes),
-          colour: h.c5xx >= 0.05 ? HEALTH_COLOURS.c5xx : h.throttled > 0 ? HEALTH_COLOURS.throttled : "#7b8794",
-          width: 1.5 + Math.min(5, Math.log10(1 + (num(metricsOf(edge).count) ?? 0))),
+        data: { id: edgeId(edge), source: edge.source, target: edge.target, label: edgeCaption(edge, props.minutes) },
+        style: {
+          "line-color": colour,
+          "target-arrow-color": colour,
+          width: 1.5 + Math.min(4, Math.log10(1 + (num(metricsOf(edge).count) ?? 0))),
         },
         classes: [edge.kind, edge.status ?? ""].join(" ").trim(),
       });
@@ -143,36 +178,17 @@ export function ServiceMapGraph(props: {
         {
           selector: "node",
           style: {
-            shape: "data(shape)" as unknown as cytoscape.Css.NodeShape,
-            "background-color": "#f5f7fa",
+            "background-color": HEALTH_FILLS.idle,
             "border-color": "#52606d",
             "border-width": 1.5,
-            width: 150,
-            height: 54,
+            width: 140,
+            height: 50,
             label: "data(label)",
             "text-wrap": "wrap",
-            "text-max-width": "140px",
+            "text-max-width": "130px",
             "text-valign": "center",
-            "font-size": 11,
+            "font-size": 13,
             color: "#1f2933",
-            "text-outline-color": "#ffffff",
-            "text-outline-width": 2,
-            "pie-size": "100%",
-            "pie-1-background-color": HEALTH_COLOURS.ok,
-            "pie-1-background-size": "data(ok)",
-            "pie-1-background-opacity": 0.35,
-            "pie-2-background-color": HEALTH_COLOURS.c4xx,
-            "pie-2-background-size": "data(c4xx)",
-            "pie-2-background-opacity": 0.6,
-            "pie-3-background-color": HEALTH_COLOURS.c5xx,
-            "pie-3-background-size": "data(c5xx)",
-            "pie-3-background-opacity": 0.6,
-            "pie-4-background-color": HEALTH_COLOURS.throttled,
-            "pie-4-background-size": "data(throttled)",
-            "pie-4-background-opacity": 0.6,
-            "pie-5-background-color": HEALTH_COLOURS.idle,
-            "pie-5-background-size": "data(idle)",
-            "pie-5-background-opacity": 0.25,
           } as unknown as cytoscape.Css.Node,
         },
         { selector: "node.unhealthy", style: { "border-color": HEALTH_COLOURS.c5xx, "border-width": 3 } },
@@ -183,11 +199,9 @@ export function ServiceMapGraph(props: {
           style: {
             "curve-style": "bezier",
             "target-arrow-shape": "triangle",
-            "line-color": "data(colour)",
-            "target-arrow-color": "data(colour)",
-            width: "data(width)",
             label: "data(label)",
-            "font-size": 9,
+            "font-size": 10,
+            "text-wrap": "wrap",
             color: "#3e4c59",
             "text-background-color": "#ffffff",
             "text-background-opacity": 0.85,
@@ -202,7 +216,7 @@ export function ServiceMapGraph(props: {
         { selector: ".faded", style: { opacity: 0.15 } },
         { selector: ":selected, .chosen", style: { "border-color": "#2563eb", "border-width": 4, "line-color": "#2563eb" } },
       ],
-      layout: { name: "dagre", rankDir: "LR", nodeSep: 30, rankSep: 110, edgeSep: 12, padding: 20 } as cytoscape.LayoutOptions,
+      layout: { name: "dagre", rankDir: "LR", nodeSep: 30, rankSep: 170, edgeSep: 12, padding: 20 } as cytoscape.LayoutOptions,
     });
     cy.on("mouseover", "node", (event) => {
       const node = event.target as cytoscape.NodeSingular;
@@ -216,7 +230,14 @@ export function ServiceMapGraph(props: {
       if (event.target === cy) onSelect.current(null);
     });
     cyRef.current = cy;
+    // The panel narrows the map: follow the container's size, and keep the whole map in view.
+    const observer = new ResizeObserver(() => {
+      cy.resize();
+      readableFit(cy);
+    });
+    observer.observe(container.current);
     return () => {
+      observer.disconnect();
       cy.destroy();
       cyRef.current = null;
     };
@@ -242,7 +263,7 @@ export function ServiceMapGraph(props: {
         <button type="button" onClick={() => zoom(0.8)} aria-label="Zoom out">
           −
         </button>
-        <button type="button" onClick={() => cyRef.current?.fit(undefined, 20)}>
+        <button type="button" onClick={() => cyRef.current?.fit(undefined, 20)} title="Show the whole map">
           Fit
         </button>
       </div>

@@ -70,7 +70,7 @@ function Metrics(props: { item: MapNode | MapEdge; minutes: number }) {
   const m = metricsOf(props.item);
   const count = typeof m.count === "number" ? m.count : 0;
   const h = healthOf(props.item);
-  const rows: [string, string][] = [["Rate", `${(count / Math.max(1, props.minutes)).toFixed(2)}/min`]];
+  const rows: [string, string][] = props.minutes > 0 ? [["Rate", `${(count / props.minutes).toFixed(2)}/min`]] : [];
   for (const [key, label] of SHOWN) {
     if (m[key] === undefined || m[key] === null) continue;
     const value = m[key];
@@ -186,7 +186,7 @@ export function ElementList(props: { map: ServiceMap; minutes: number; onSelect:
                   <span class={`kind kind-${node.kind}`}>{node.kind}</span> {node.name}
                 </button>{" "}
                 <span class="muted">
-                  {h.count ? `${h.count} calls, ${pct(h.c5xx + h.c4xx, 1)} errors` : "no calls"}
+                  {h.count ? `${h.count} calls, ${pct(Number(metricsOf(node).errors ?? 0), h.count)} errors` : "no calls"}
                   {node.status ? ` · ${node.status}` : ""}
                 </span>
               </li>

@@ -2,7 +2,7 @@
 // between producer and consumer as dwell bars, its hops, its own small map and a span drawer.
 import { useState } from "preact/hooks";
 import { CopyButton, Drawer, ErrorBox, Id, Link, Loading } from "../common";
-import { ms, show, when } from "../format";
+import { ms, plural, show, when } from "../format";
 import { type Selection, ServiceMapGraph } from "../graph";
 import { useApi } from "../hooks";
 import { carryRange, type Location, navigate, withParams } from "../router";
@@ -33,7 +33,7 @@ export function TransactionView(props: { location: Location; window: Window; tic
       {data ? (
         <>
           <p class="summary" data-testid="transaction-summary">
-            {spans.length} spans in {traces.length} traces · {hops.length} hops
+            {plural(spans.length, "span")} in {plural(traces.length, "trace")} · {plural(hops.length, "hop")}
             {typeof data.duration_ms === "number" ? ` · ${ms(data.duration_ms)} end to end` : ""}
             {data.start ? ` · started ${when(show(data.start))}` : ""}
           </p>
@@ -42,13 +42,13 @@ export function TransactionView(props: { location: Location; window: Window; tic
               <summary>Its map</summary>
               <ServiceMapGraph
                 map={data.map}
-                minutes={1}
+                minutes={0}
                 selection={mapSelection}
                 onSelect={setMapSelection}
                 height={260}
                 testid="transaction-map"
               />
-              <ElementList map={data.map} minutes={1} onSelect={setMapSelection} />
+              <ElementList map={data.map} minutes={0} onSelect={setMapSelection} />
             </details>
           ) : null}
           <h2>Timeline</h2>
