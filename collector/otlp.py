@@ -295,11 +295,12 @@ def _translate_json_ids(doc: dict[str, Any]) -> tuple[int, list[Rejection]]:
                 count += 1
                 span = _dict(span, "spans")
                 links = _list(span.get("links"), "links")
+                name = _json_span_name(span)  # before its ids turn into base64
                 problem = _translate_ids(span, "")
                 for i, link in enumerate(links):
                     problem = problem or _translate_ids(_dict(link, "links"), f"links[{i}].")
                 if problem:
-                    rejected.append(Rejection(problem, _json_span_name(span)))
+                    rejected.append(Rejection(problem, name))
                 else:
                     kept.append(span)
             if len(kept) != len(spans):
