@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs, urlparse
 
 from playwright.sync_api import Page, expect
 
@@ -160,3 +161,36 @@ def test_an_api_error_is_shown_plainly(shop_page: Page, shop: Shop) -> None:
     shop_page.goto(f"{shop.url}/spans?min_ms=-5")
     expect(shop_page.get_by_role("alert")).to_contain_text("HTTP 422")
     expect(shop_page.get_by_role("alert")).to_contain_text("min_ms")
+
+
+def test_auto_refresh_reloads_with_the_window_moved_forward(shop_page: Page, shop: Shop) -> None:
+    shop_page.clock.install()
+    with shop_page.expect_request(lambda r: "/api/v1/spans?" in r.url) as first:
+        shop_page.goto(f"{shop.url}/spans?range=15m")
+    expect(shop_page.get_by_test_id("span-results").locator("tbody tr")).to_have_count(30)
+    shop_page.get_by_label("Auto-refresh").select_option("10s")
+    expect(shop_page).to_have_url(re.compile(r"refresh=10s"))
+    with shop_page.expect_request(lambda r: "/api/v1/spans?" in r.url) as again:
+        shop_page.clock.run_for(11_000)
+    before = parse_qs(urlparse(first.value.url).query)
+    after = parse_qs(urlparse(again.value.url).query)
+    assert int(after["to"][0]) - int(before["to"][0]) >= 10_000
+    assert int(after["to"][0]) - int(after["from"][0]) == 15 * 60 * 1000
+
+
+def test_a_custom_time_range_goes_to_the_url_and_the_api(shop_page: Page, shop: Shop) -> None:
+    shop_page.goto(f"{shop.url}/spans")
+    expect(shop_page.get_by_test_id("span-results").locator("tbody tr")).to_have_count(30)
+    shop_page.get_by_label("Time range").select_option("custom")
+    shop_page.get_by_label("From", exact=True).fill("2026-01-05T10:00")
+    shop_page.get_by_label("To", exact=True).fill("2026-01-05T12:30")
+    with shop_page.expect_request(lambda r: "/api/v1/spans?" in r.url) as sent:
+        shop_page.get_by_role("button", name="Apply").click()
+    expected_from, expected_to = shop_page.evaluate(
+        "[new Date('2026-01-05T10:00').getTime(), new Date('2026-01-05T12:30').getTime()]"
+    )
+    expect(shop_page).to_have_url(re.compile(rf"from={expected_from}&to={expected_to}"))
+    query = parse_qs(urlparse(sent.value.url).query)
+    assert (int(query["from"][0]), int(query["to"][0])) == (expected_from, expected_to)
+    # Nothing was sent that day.
+    expect(shop_page.get_by_test_id("how-to-send")).to_contain_text("No spans in this time range")

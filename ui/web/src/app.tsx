@@ -69,7 +69,7 @@ function TimePicker(props: { location: Location; onRefresh: () => void }) {
   const [from, setFrom] = useState(toLocalInput(win.from));
   const [to, setTo] = useState(toLocalInput(win.to));
   return (
-    <div class="timepicker" role="group" aria-label="Time range">
+    <div class="timepicker" role="group" aria-label="Time window">
       <label>
         <span class="sr-only">Time range</span>
         <select
