@@ -43,3 +43,6 @@ if ! npm run --silent build >"$log" 2>&1; then
   exit 1
 fi
 touch "$built"
+# An in-tree wheel build (pip wheel .) copies through build/lib, which would keep the old
+# content-hashed assets beside the new ones: let the next build copy ui/dist afresh.
+rm -rf ../../build/lib/hoptrace/ui/dist
