@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from tests.conftest import free_port, wait_for_port
 
 
 class CollectorProcess:
-    """``with CollectorProcess("sqlite:///…") as c: c.url``; ``kill()`` is a kill -9."""
+    """``with CollectorProcess("sqlite:///…") as c: c.url``; ``kill()`` is a kill -9, ``stop()`` a SIGTERM."""
 
     def __init__(self, store_url: str, *extra: str, env: dict[str, str] | None = None, port: int | None = None) -> None:
         self.store_url = store_url
@@ -45,7 +44,31 @@ class CollectorProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def client(self, **kw: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kw)
+        return httpx.Client(base_url=self.url, **{"timeout": 30, **kw})
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError("the collector was never started")
+        return self.proc.pid
+
+    def status_kib(self, field: str) -> int:
+        """A memory figure of the running process from /proc/PID/status (``VmRSS``, ``VmHWM``: the peak)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise AssertionError(f"no {field} in /proc/{self.pid}/status")
+
+    def terminate(self) -> None:
+        """Send SIGTERM and return at once; ``wait()`` for the exit status."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout_s: float) -> int:
+        """The exit status (negative: killed by that signal); TimeoutExpired if still running."""
+        if self.proc is None:
+            raise RuntimeError("the collector was never started")
+        return self.proc.wait(timeout_s)
 
     def kill(self) -> None:
         """SIGKILL: no draining, no shutdown hooks."""
@@ -71,4 +94,3 @@ class CollectorProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        time.sleep(0)
