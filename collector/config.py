@@ -33,19 +33,30 @@ class CollectorConfig:
 
     @classmethod
     def from_env(cls) -> CollectorConfig:
+        """Settings from ``HOPTRACE_*`` variables; ValueError naming the variable when one is wrong."""
         e = os.environ
         retention = e.get("HOPTRACE_RETENTION")
         grpc_port = e.get("HOPTRACE_GRPC_PORT")
         return cls(
             store_url=e.get("HOPTRACE_STORE", DEFAULT_STORE),
             host=e.get("HOPTRACE_HOST", "127.0.0.1"),
-            port=int(e.get("HOPTRACE_PORT", "4318")),
+            port=_env_int("HOPTRACE_PORT", 4318),
             limits=Limits(
-                max_body_bytes=int(e.get("HOPTRACE_MAX_BODY_BYTES", str(Limits.max_body_bytes))),
-                max_spans=int(e.get("HOPTRACE_MAX_SPANS_PER_REQUEST", str(Limits.max_spans))),
-                max_attribute_bytes=int(e.get("HOPTRACE_MAX_ATTRIBUTE_BYTES", str(Limits.max_attribute_bytes))),
+                max_body_bytes=_env_int("HOPTRACE_MAX_BODY_BYTES", Limits.max_body_bytes),
+                max_spans=_env_int("HOPTRACE_MAX_SPANS_PER_REQUEST", Limits.max_spans),
+                max_attribute_bytes=_env_int("HOPTRACE_MAX_ATTRIBUTE_BYTES", Limits.max_attribute_bytes),
             ),
             retention_s=parse_duration(retention) if retention else None,
-            max_pending_spans=int(e.get("HOPTRACE_MAX_PENDING_SPANS", "100000")),
-            grpc_port=int(grpc_port) if grpc_port else None,
+            max_pending_spans=_env_int("HOPTRACE_MAX_PENDING_SPANS", 100_000),
+            grpc_port=_env_int("HOPTRACE_GRPC_PORT", 0) if grpc_port and grpc_port.strip() else None,
         )
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a whole number") from None

@@ -75,6 +75,11 @@ class Limits:
     max_spans: int = 10_000
     max_attribute_bytes: int = 16 * 1024
 
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_spans", "max_attribute_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"the {name.replace('_', ' ')} limit must be at least 1, not {getattr(self, name)}")
+
 
 class SpanRow(NamedTuple):
     """One span as stored: indexed columns plus the span itself as protobuf bytes."""

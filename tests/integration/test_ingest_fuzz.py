@@ -49,7 +49,7 @@ MAX_BODY = 64 * 1024
 MAX_SPANS = 40
 MAX_ATTRIBUTE = 256  # small, so that generated values get truncated
 FUZZ = settings(
-    max_examples=120,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )

@@ -316,3 +316,27 @@ def test_truncation_keeps_whole_utf8_characters() -> None:
     batch = normalise(request([span(attributes={"e": "éééé"})]), limits, NOW)  # 8 bytes
     value: AnyValue = next(kv.value for kv in stored_span(batch).attributes if kv.key == "e")
     assert value.string_value == "éé…[truncated 4 bytes]"
+
+
+# -- limits and their configuration ------------------------------------------------------------
+
+
+def test_the_default_limits_are_5_mb_10000_spans_and_16_kib_per_value() -> None:
+    assert (LIMITS.max_body_bytes, LIMITS.max_spans, LIMITS.max_attribute_bytes) == (5 * 1024 * 1024, 10_000, 16384)
+
+
+def test_a_limit_below_one_is_refused_with_its_name() -> None:
+    with pytest.raises(ValueError, match="max spans limit must be at least 1"):
+        Limits(max_spans=0)
+
+
+def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hoptrace.collector.config import CollectorConfig
+
+    monkeypatch.setenv("HOPTRACE_MAX_BODY_BYTES", "1000")
+    monkeypatch.setenv("HOPTRACE_MAX_SPANS_PER_REQUEST", "7")
+    monkeypatch.setenv("HOPTRACE_MAX_ATTRIBUTE_BYTES", "64")
+    assert CollectorConfig.from_env().limits == Limits(1000, 7, 64)
+    monkeypatch.setenv("HOPTRACE_MAX_SPANS_PER_REQUEST", "many")
+    with pytest.raises(ValueError, match="HOPTRACE_MAX_SPANS_PER_REQUEST='many' is not a whole number"):
+        CollectorConfig.from_env()
