@@ -70,7 +70,7 @@ def span_json(stored: StoredSpan, resources: dict[bytes, dict[str, Any]] | None 
         "trace_id": stored.trace_id.hex(),
         "span_id": stored.span_id.hex(),
         "parent_span_id": stored.parent_span_id.hex() if stored.parent_span_id else None,
-        "name": stored.name,
+        "name": span.name,  # the column may hold a stand-in (PostgreSQL text has no NUL)
         "kind": KINDS.get(stored.kind, str(stored.kind)),
         "service": stored.service_name,
         "start": rfc3339(stored.start_ns),
