@@ -16,7 +16,7 @@ import httpx
 from playwright.sync_api import Page, Route, expect
 
 from tests.ui.conftest import Shop, screenshot
-from tests.ui.contract import SHOP_MAP, transaction_row
+from tests.ui.contract import SHOP_MAP, compared_map, transaction_row
 
 expect.set_options(timeout=15_000)
 
@@ -69,7 +69,8 @@ def test_map_draws_every_node_and_edge_and_a_node_opens_its_metrics(shop_page: P
     panel = shop_page.get_by_test_id("map-panel")
     expect(panel).to_be_visible()
     metrics = panel.get_by_test_id("selection-metrics")
-    for text in ["p95", "95 ms", "p99", "240 ms", "Cold starts", "9", "Timeouts", "Error rate", "20%", "Throttles"]:
+    for text in ["p95", "95 ms", "p99", "240 ms", "Cold starts", "9", "Timeouts", "Error rate", "20%", "Throttles",
+                 "ok 80% · 4xx 0.0% · 5xx 15% · throttled 5.0%"]:  # fmt: skip
         expect(metrics).to_contain_text(text)
     expect(panel.locator("figure.spark")).to_have_count(3)
     # The slowest transactions through it, slowest first.
@@ -81,20 +82,29 @@ def test_map_draws_every_node_and_edge_and_a_node_opens_its_metrics(shop_page: P
     expect(shop_page).to_have_url(re.compile(r"/transactions\?.*service=order-worker"))
 
 
-def test_compare_asks_for_the_earlier_window_and_marks_new_elements(shop_page: Page, shop: Shop) -> None:
+def test_compare_asks_for_the_earlier_window_and_shows_deltas_and_new_and_gone(shop_page: Page, shop: Shop) -> None:
     seen: list[dict[str, list[str]]] = []
-    serve_json(shop_page, r"/api/v1/map\?", SHOP_MAP, seen)
+    serve_json(shop_page, r"/api/v1/map\?", lambda q: compared_map() if "compare_from" in q else SHOP_MAP, seen)
     shop_page.goto(f"{shop.url}/map?range=1h")
-    expect(shop_page.get_by_test_id("map-nodes").locator("li")).to_have_count(len(SHOP_MAP["nodes"]))
+    nodes = shop_page.get_by_test_id("map-nodes").locator("li")
+    expect(nodes).to_have_count(len(SHOP_MAP["nodes"]))
     shop_page.get_by_label("Compare with").select_option("7d")
     expect(shop_page).to_have_url(re.compile(r"compare=7d"))
-    expect(shop_page.get_by_test_id("map-nodes").locator("li", has_text="order-events")).to_contain_text("new")
+    expect(nodes).to_have_count(len(SHOP_MAP["nodes"]) + 1)
     last = seen[-1]
     week = 7 * 24 * 3600 * 1000
     assert int(last["from"][0]) - int(last["compare_from"][0]) == week
     assert int(last["to"][0]) - int(last["compare_to"][0]) == week
-    stream_edge = shop_page.get_by_test_id("map-edges").locator("li", has_text="orders (stream) → order-events")
+    expect(nodes.filter(has_text="order-events")).to_contain_text("new")
+    expect(nodes.filter(has_text="legacy-mailer")).to_contain_text("gone")
+    expect(nodes.filter(has_text="checkout-api")).not_to_contain_text("same")
+    stream_edge = shop_page.get_by_test_id("map-edges").locator("li", has_text="orders stream → order-events")
     expect(stream_edge).to_contain_text("new")
+    shop_page.get_by_test_id("map-nodes").get_by_role("button", name="order-worker").click()
+    metrics = shop_page.get_by_test_id("map-panel").get_by_test_id("selection-metrics")
+    expect(metrics).to_contain_text("Δ Calls+120")
+    expect(metrics).to_contain_text("Δ p95+42 ms")
+    screenshot(shop_page, "service-map-compare")
 
 
 def test_transaction_search_sends_its_filters_and_keeps_them_in_the_url(shop_page: Page, shop: Shop) -> None:
@@ -166,3 +176,21 @@ def test_transaction_view_shows_every_hop_in_order_with_its_wait(shop_page: Page
     shop_page.get_by_test_id("timeline-row").nth(2).click()
     expect(shop_page.get_by_test_id("span-drawer")).to_contain_text("PaymentDeclined")
     screenshot(shop_page, "transaction-view")
+
+
+def test_hovering_a_node_keeps_its_upstream_and_downstream_and_fades_the_rest(shop_page: Page, shop: Shop) -> None:
+    serve_json(shop_page, r"/api/v1/map\?", SHOP_MAP)
+    shop_page.goto(f"{shop.url}/map")
+    expect(shop_page.get_by_test_id("map-nodes").locator("li")).to_have_count(len(SHOP_MAP["nodes"]))
+    canvas = shop_page.locator(".graph-canvas")
+    faded = "el => el.cy.$('node.faded').map(n => n.id()).sort()"
+    x, y = canvas.evaluate("(el, id) => { const p = el.cy.getElementById(id).renderedPosition(); return [p.x, p.y]; }",
+                           "http:payments.example.com")  # fmt: skip
+    box = canvas.bounding_box()
+    assert box is not None
+    shop_page.mouse.move(box["x"] + x, box["y"] + y)
+    # payments is reached through api → checkout → queue → worker; the table branch is not its concern.
+    assert canvas.evaluate(faded) == ["function:order-events", "stream:orders stream", "table:orders"]
+    screenshot(shop_page, "service-map-hover")
+    shop_page.mouse.move(box["x"] + 5, box["y"] + 5)
+    assert canvas.evaluate(faded) == []

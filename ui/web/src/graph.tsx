@@ -19,6 +19,10 @@ export const SHAPES: Record<string, string> = {
   api: "hexagon",
   http: "octagon",
   schedule: "round-triangle",
+  bus: "round-diamond",
+  database: "barrel",
+  aws: "round-octagon",
+  client: "round-tag",
 };
 
 export const HEALTH_COLOURS = { ok: "#2e9d5b", c4xx: "#e0a526", c5xx: "#d64545", throttled: "#8a5cd6", idle: "#9aa5b1" };
@@ -149,7 +153,7 @@ export function ServiceMapGraph(props: {
         group: "nodes",
         data: { id: node.id, label: `${node.name}\n${node.kind}`, kind: node.kind },
         style: { shape: SHAPES[node.kind] ?? "pentagon", ...healthFill(h) },
-        classes: [node.status ?? "", h.c5xx >= 0.05 ? "unhealthy" : ""].join(" ").trim(),
+        classes: [node.status ?? "", h.c5xx + h.c4xx >= 0.05 ? "unhealthy" : ""].join(" ").trim(),
       });
     }
     for (const edge of props.map.edges) {
@@ -230,6 +234,8 @@ export function ServiceMapGraph(props: {
       if (event.target === cy) onSelect.current(null);
     });
     cyRef.current = cy;
+    // For the browser tests (and curious users in the console): the drawing's own model.
+    (container.current as HTMLElement & { cy?: cytoscape.Core }).cy = cy;
     // The panel narrows the map: follow the container's size, and keep the whole map in view.
     const observer = new ResizeObserver(() => {
       cy.resize();

@@ -80,10 +80,17 @@ function Metrics(props: { item: MapNode | MapEdge; minutes: number }) {
   if (h.count) {
     rows.push(["Health", `ok ${pct(h.ok, 1)} · 4xx ${pct(h.c4xx, 1)} · 5xx ${pct(h.c5xx, 1)} · throttled ${pct(h.throttled, 1)}`]);
   }
-  for (const [key, value] of Object.entries(m)) {
-    if (key.includes("delta")) rows.push([key, show(value)]);
+  if (props.item.status) rows.push(["Compared with the earlier window", show(props.item.status)]);
+  const delta = m.delta;
+  if (delta && typeof delta === "object") {
+    for (const [key, label] of SHOWN) {
+      const change = (delta as Record<string, unknown>)[key];
+      if (typeof change !== "number") continue;
+      const sign = change > 0 ? "+" : change < 0 ? "−" : "±";
+      const size = key.endsWith("_ms") ? ms(Math.abs(change)) : String(Math.abs(change));
+      rows.push([`Δ ${label}`, `${sign}${size}`]);
+    }
   }
-  if (props.item.status) rows.push(["Compared", show(props.item.status)]);
   return (
     <table class="kv" data-testid="selection-metrics">
       <tbody>
@@ -187,7 +194,7 @@ export function ElementList(props: { map: ServiceMap; minutes: number; onSelect:
                 </button>{" "}
                 <span class="muted">
                   {h.count ? `${h.count} calls, ${pct(Number(metricsOf(node).errors ?? 0), h.count)} errors` : "no calls"}
-                  {node.status ? ` · ${node.status}` : ""}
+                  {node.status && node.status !== "same" ? ` · ${node.status}` : ""}
                 </span>
               </li>
             );
@@ -204,7 +211,7 @@ export function ElementList(props: { map: ServiceMap; minutes: number; onSelect:
               </button>{" "}
               <span class="muted">
                 {edge.kind} · {edgeLabel(edge, props.minutes)}
-                {edge.status ? ` · ${edge.status}` : ""}
+                {edge.status && edge.status !== "same" ? ` · ${edge.status}` : ""}
               </span>
             </li>
           ))}
