@@ -121,6 +121,7 @@ export interface Hop {
   to_span: string;
   via: string;
   dwell_ms?: number | null;
+  skew?: boolean;
   [more: string]: unknown;
 }
 
