@@ -12,18 +12,46 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from opentelemetry import context as otel_context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .guard import count, logger
 
 if TYPE_CHECKING:  # pragma: no cover
     from opentelemetry.context import Context
+    from opentelemetry.sdk.trace.export import SpanExporter
 
-ExporterFactory = Callable[[], SpanExporter]
+
+class Exporter(Protocol):
+    """What the export worker sends through: hoptrace's OTLP exporter, or an SDK exporter adapted."""
+
+    def export(self, spans: Sequence[Any]) -> bool: ...
+
+    def shutdown(self) -> None: ...
+
+
+ExporterFactory = Callable[[], Exporter]
+# Finished spans: hoptrace's own (``spans.Span``) or, when setup fell back to it, the SDK's.
+ReadableSpan = Any
+Span = Any
+
+
+class SdkExporterAdapter:
+    """An OpenTelemetry SDK ``SpanExporter`` (the user's, or OpenTelemetry's OTLP one) behind ``Exporter``."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self.exporter = exporter
+
+    def export(self, spans: Sequence[Any]) -> bool:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        from .spans import to_readable
+
+        return self.exporter.export([to_readable(s) for s in spans]) is SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
 
 
 class _Batch:
@@ -44,7 +72,7 @@ class ExportWorker:
     def __init__(self, factory: ExporterFactory, max_pending: int = 4) -> None:
         self._factory = factory
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=max_pending)
-        self._exporter: SpanExporter | None = None
+        self._exporter: Exporter | None = None
         self._last: _Batch | None = None
         self._thread = threading.Thread(target=self._run, name="hoptrace-export", daemon=True)
         self._thread.start()
@@ -68,8 +96,7 @@ class ExportWorker:
             if self._exporter is None:
                 count("spans_dropped", len(batch.spans))
                 return
-            result = self._exporter.export(batch.spans)
-            if result is SpanExportResult.SUCCESS:
+            if self._exporter.export(batch.spans):
                 count("spans_exported", len(batch.spans))
             else:
                 count("export_failures")
@@ -114,7 +141,7 @@ class ExportWorker:
                 logger.debug("hoptrace: exporter shutdown failed", exc_info=True)
 
 
-class InvocationSpanProcessor(SpanProcessor):
+class InvocationSpanProcessor:
     """Buffers finished spans until the end of the invocation and tracks the open ones.
 
     Open spans are tracked so the timeout watchdog can end them before Lambda kills the
@@ -165,17 +192,25 @@ class InvocationSpanProcessor(SpanProcessor):
         self._worker.shutdown()
 
 
-def default_exporter_factory(
-    endpoint: str | None, headers: Any, timeout_s: float
-) -> ExporterFactory:
-    """An OTLP/HTTP protobuf exporter; endpoint and headers default to OTEL_EXPORTER_OTLP_*."""
+def otel_exporter(endpoint: str | None, headers: Any, timeout_s: float) -> SpanExporter:
+    """OpenTelemetry's OTLP/HTTP protobuf exporter; endpoint and headers default to OTEL_EXPORTER_OTLP_*."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    def build() -> SpanExporter:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    url = None
+    if endpoint:
+        url = endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
+    return OTLPSpanExporter(endpoint=url, headers=headers, timeout=timeout_s)
 
-        url = None
-        if endpoint:
-            url = endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
-        return OTLPSpanExporter(endpoint=url, headers=headers, timeout=timeout_s)
+
+def default_exporter_factory(endpoint: str | None, headers: Any, timeout_s: float) -> ExporterFactory:
+    """OTLP/HTTP protobuf: hoptrace's own light exporter, or OpenTelemetry's for TLS client settings."""
+
+    def build() -> Exporter:
+        from . import otlp
+
+        if otlp.needs_otel_exporter() is not None:
+            return SdkExporterAdapter(otel_exporter(endpoint, headers, timeout_s))
+        url, resolved_headers, compression = otlp.exporter_settings(endpoint, headers)
+        return otlp.OtlpHttpExporter(url, resolved_headers, timeout_s, compression)
 
     return build

@@ -10,16 +10,17 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter
 
 from .config import Config
-from .export import ExportWorker, InvocationSpanProcessor, default_exporter_factory
+from .export import ExporterFactory, ExportWorker, InvocationSpanProcessor, SdkExporterAdapter, default_exporter_factory
 from .guard import logger
+
+if TYPE_CHECKING:  # pragma: no cover
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 TRACER_NAME = "hoptrace"
 
@@ -29,23 +30,23 @@ class State:
     """What ``init()`` set up; one per process."""
 
     config: Config
-    provider: TracerProvider
+    provider: Any  # spans.TracerProvider (Lambda, by default) or the SDK's TracerProvider
     tracer: trace.Tracer
-    processor: SpanProcessor
+    processor: Any  # InvocationSpanProcessor in Lambda mode, the SDK's BatchSpanProcessor elsewhere
     lambda_mode: bool
 
     def flush(self, budget_s: float | None = None) -> bool:
         budget = self.config.flush_budget_ms / 1000.0 if budget_s is None else budget_s
         if isinstance(self.processor, InvocationSpanProcessor):
             return self.processor.flush_within(budget)
-        return self.processor.force_flush(int(budget * 1000))
+        return bool(self.processor.force_flush(int(budget * 1000)))
 
 
 _state: State | None = None
 _lock = threading.Lock()
 
 
-def lambda_resource(config: Config, env: Any = None) -> Resource:
+def resource_attributes(config: Config, env: Any = None) -> dict[str, Any]:
     """Resource attributes of the FaaS conventions, from the variables Lambda sets."""
     e = os.environ if env is None else env
     attrs: dict[str, Any] = {}
@@ -71,14 +72,22 @@ def lambda_resource(config: Config, env: Any = None) -> Resource:
     if config.service_name:
         attrs["service.name"] = config.service_name
     attrs["telemetry.distro.name"] = "hoptrace"
-    # Resource.create merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (which win).
-    return Resource.create(attrs)
+    return attrs
+
+
+def lambda_resource(config: Config, env: Any = None) -> Resource:
+    """The SDK's resource: ours merged with OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME."""
+    from opentelemetry.sdk.resources import Resource
+
+    return Resource.create(resource_attributes(config, env))
 
 
 def init(config: Config | None = None, exporter: SpanExporter | None = None, **options: Any) -> State:
     """Set up tracing once per process; later calls return the existing state.
 
-    ``exporter`` replaces the OTLP exporter (tests, or users who want another transport).
+    ``exporter`` (an OpenTelemetry SDK ``SpanExporter``) replaces the OTLP export (tests, or
+    users who want another transport). In Lambda mode spans are hoptrace's own (``spans``)
+    unless the environment asks for something only the SDK does; elsewhere the SDK's.
     """
     global _state
     with _lock:
@@ -87,21 +96,28 @@ def init(config: Config | None = None, exporter: SpanExporter | None = None, **o
         cfg = config or Config.from_env(**options)
         in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
         lambda_mode = cfg.lambda_mode if cfg.lambda_mode is not None else in_lambda
-        provider = TracerProvider(resource=lambda_resource(cfg))
-        # The exporter may go on after the handler's budget ran out, but not for long: its
-        # retries with back-off would hold the worker while later invocations' spans pile up.
-        export_timeout = max(0.5, 2 * cfg.flush_budget_ms / 1000.0) if lambda_mode else 10.0
-        factory: Callable[[], SpanExporter] = (lambda: exporter) if exporter is not None else default_exporter_factory(
-            cfg.endpoint, cfg.headers, export_timeout
-        )
-        processor: SpanProcessor
+        provider: Any
+        processor: Any
         if lambda_mode:
+            # The exporter may go on after the handler's budget ran out, but not for long: its
+            # retries would hold the worker while later invocations' spans pile up.
+            export_timeout = max(0.5, 2 * cfg.flush_budget_ms / 1000.0)
+            factory: ExporterFactory = (
+                (lambda: SdkExporterAdapter(exporter))
+                if exporter is not None
+                else default_exporter_factory(cfg.endpoint, cfg.headers, export_timeout)
+            )
             processor = InvocationSpanProcessor(ExportWorker(factory), cfg.max_spans_per_invocation)
+            provider = _lambda_provider(cfg, processor)
         else:
+            from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            processor = BatchSpanProcessor(factory())
-        provider.add_span_processor(processor)
+            from .export import otel_exporter
+
+            provider = TracerProvider(resource=lambda_resource(cfg))
+            processor = BatchSpanProcessor(exporter or otel_exporter(cfg.endpoint, cfg.headers, 10.0))
+            provider.add_span_processor(processor)
         if cfg.enabled:
             _install_global_provider(provider)
         tracer = provider.get_tracer(TRACER_NAME)
@@ -111,11 +127,43 @@ def init(config: Config | None = None, exporter: SpanExporter | None = None, **o
         return _state
 
 
-def _install_global_provider(provider: TracerProvider) -> None:
+def _lambda_provider(cfg: Config, processor: InvocationSpanProcessor) -> Any:
+    """hoptrace's own provider, or the SDK's when a variable asks for what only the SDK does."""
+    from . import spans
+
+    reason = spans.sdk_needed()
+    if reason is None:
+        from .. import __version__
+
+        return spans.TracerProvider(spans.resource_from_env(resource_attributes(cfg), __version__), processor)
+    logger.debug("hoptrace: %s is set: using the OpenTelemetry SDK's tracer provider", reason)
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    class _Delegate(SpanProcessor):
+        """The invocation processor seen by the SDK."""
+
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            processor.on_start(span, parent_context)
+
+        def on_end(self, span: Any) -> None:
+            processor.on_end(span)
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return processor.force_flush(timeout_millis)
+
+        def shutdown(self) -> None:
+            processor.shutdown()
+
+    provider = TracerProvider(resource=lambda_resource(cfg))
+    provider.add_span_processor(_Delegate())
+    return provider
+
+
+def _install_global_provider(provider: Any) -> None:
     current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        # The user (or another distro) already set one: add ours alongside rather than fight it.
-        logger.debug("hoptrace: a tracer provider is already set; spans go to both")
+    if not isinstance(current, trace.ProxyTracerProvider):
+        # The user (or another distro) already set one: leave theirs rather than fight it.
+        logger.debug("hoptrace: a tracer provider is already set; keeping it")
         return
     trace.set_tracer_provider(provider)
 
