@@ -23,17 +23,27 @@ class Derived:
     keys: list[HopKey] = field(default_factory=list)
     rollups: Rollups = field(default_factory=Rollups)
     facts: dict[bytes, TraceFacts] = field(default_factory=dict)
+    skipped: int = 0  # spans the graph could not read (kept as spans, left off the graph)
 
 
 def derive(spans: Iterable[GraphSpan]) -> Derived:
+    """Keys, rollups and per-trace facts of a batch.
+
+    A span the graph cannot make sense of is skipped, never raised: ingest must not stall on
+    one odd span from some SDK (it is still stored and searchable).
+    """
     out = Derived()
     for span in spans:
-        out.keys.extend(keys(span))
-        out.rollups.add_span(span)
-        facts = out.facts.get(span.trace_id)
-        if facts is None:
-            facts = out.facts[span.trace_id] = TraceFacts()
-        facts.add(span)
+        try:
+            span_keys = keys(span)
+            facts = TraceFacts.of([span])
+            out.rollups.add_span(span)
+        except Exception:
+            out.skipped += 1
+            continue
+        out.keys.extend(span_keys)
+        known = out.facts.get(span.trace_id)
+        out.facts[span.trace_id] = facts if known is None else known.merge(facts)
     return out
 
 

@@ -107,10 +107,10 @@ def hop_end(span: GraphSpan, detail: str = "") -> HopEnd:
         delivers = [e for e in naming.edges(span) if e.kind == naming.DELIVER]
         if delivers:
             edge = f"{delivers[-1].source.id}|{delivers[-1].target.id}"
-    attempt = span.number("hoptrace.messaging.receive_count") or span.number("hoptrace.faas.receive_count") or 1
-    return HopEnd(
-        span.trace_id, span.span_id, span.service, span.kind, span.start_ns, span.end_ns, detail, edge, int(attempt)
-    )
+    count = span.number("hoptrace.messaging.receive_count") or span.number("hoptrace.faas.receive_count") or 1
+    attempt = min(max(int(count), 1), 1_000_000)
+    s = span
+    return HopEnd(s.trace_id, s.span_id, s.service, s.kind, s.start_ns, s.end_ns, detail, edge, attempt)
 
 
 def keys(span: GraphSpan) -> list[HopKey]:

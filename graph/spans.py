@@ -6,6 +6,7 @@ The graph never parses OTLP itself; the collector builds a ``GraphSpan`` from it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Union
@@ -73,9 +74,10 @@ class GraphSpan:
         if isinstance(value, bool) or value is None or isinstance(value, tuple):
             return None
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             return None
+        return number if math.isfinite(number) else None
 
     @property
     def duration_ms(self) -> float:

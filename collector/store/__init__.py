@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from hoptrace.graph.hops import Hop
+from hoptrace.graph.rollup import EdgeKey, Rollup
+from hoptrace.graph.transactions import Transaction
+
 from ..otlp import SpanBatch
 
 
@@ -43,6 +47,23 @@ class SpanQuery:
     terms: tuple[tuple[str | None, str], ...] = ()  # (key or None for any key, value)
     limit: int = 100
     before: tuple[int, bytes] | None = None  # cursor: (start_ns, span_id) of the last row seen
+
+
+@dataclass(frozen=True)
+class TransactionQuery:
+    """Filters of a transaction search (DESIGN §7); every one optional, all combined with AND."""
+
+    start_ns: int | None = None
+    end_ns: int | None = None
+    service: str | None = None
+    resource: str | None = None  # a node id: "queue:orders", "table:orders", …
+    status: str | None = None  # ok, error, incomplete
+    min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # (label key without "label.", value)
+    text: str | None = None  # a transaction or trace id, or any indexed value (message id, request id, …)
+    limit: int = 50
+    before: tuple[int, bytes] | None = None  # cursor: (start_ns, id) of the last row seen
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,23 @@ class SpanStore(Protocol):
         ...
 
     def delete_before(self, cutoff_ns: int) -> int:
-        """Retention: remove spans that started before the cutoff; returns how many."""
+        """Retention: remove spans (and graph facts) from before the cutoff; returns how many spans."""
+        ...
+
+    # The graph's facts, written by ``write`` in the same transaction as the spans.
+
+    def graph_window(
+        self, project_id: int, start_ns: int, end_ns: int
+    ) -> tuple[dict[str, Rollup], dict[EdgeKey, Rollup]]:
+        """Node and edge rollups of the minutes overlapping [start, end), merged."""
+        ...
+
+    def search_transactions(self, project_id: int, query: TransactionQuery) -> list[Transaction]:
+        """Transactions matching the query, newest first, at most ``query.limit``."""
+        ...
+
+    def transaction(self, project_id: int, transaction_id: bytes) -> tuple[Transaction, list[Hop]] | None:
+        """A transaction and the hops among its traces."""
         ...
 
     def create_project(self, name: str) -> Project: ...

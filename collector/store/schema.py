@@ -67,8 +67,132 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX span_links_by_linked ON span_links (project_id, linked_trace_id, linked_span_id)",
         "CREATE INDEX span_links_by_trace ON span_links (project_id, trace_id)",
     ],
+    # 2: what the graph keeps (hoptrace.graph, written in the same transaction as the spans).
+    [
+        # Hop keys of every span, both sides, kept until retention: the other side may come
+        # an hour later or after a restart. Matching is an index lookup on (project, key).
+        """CREATE TABLE hop_keys (
+            project_id INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            side TEXT NOT NULL,
+            via TEXT NOT NULL,
+            trace_id {blob} NOT NULL,
+            span_id {blob} NOT NULL,
+            service TEXT NOT NULL,
+            kind SMALLINT NOT NULL,
+            start_ns BIGINT NOT NULL,
+            end_ns BIGINT NOT NULL,
+            detail TEXT NOT NULL,
+            edge TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            joined SMALLINT NOT NULL
+        )""",
+        "CREATE INDEX hop_keys_by_key ON hop_keys (project_id, key)",
+        "CREATE INDEX hop_keys_by_start ON hop_keys (start_ns)",
+        """CREATE TABLE hops (
+            project_id INTEGER NOT NULL,
+            from_trace {blob} NOT NULL,
+            from_span {blob} NOT NULL,
+            to_trace {blob} NOT NULL,
+            to_span {blob} NOT NULL,
+            via TEXT NOT NULL,
+            dwell_ms DOUBLE PRECISION,
+            skew SMALLINT NOT NULL,
+            start_ns BIGINT NOT NULL,
+            edge TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            PRIMARY KEY (project_id, from_trace, from_span, to_trace, to_span)
+        )""",
+        "CREATE INDEX hops_by_to ON hops (project_id, to_trace)",
+        "CREATE INDEX hops_by_start ON hops (start_ns)",
+        """CREATE TABLE trace_facts (
+            project_id INTEGER NOT NULL,
+            trace_id {blob} NOT NULL,
+            start_ns BIGINT NOT NULL,
+            facts TEXT NOT NULL,
+            PRIMARY KEY (project_id, trace_id)
+        )""",
+        "CREATE INDEX trace_facts_by_start ON trace_facts (start_ns)",
+        # trace -> transaction; a trace may belong to several (a batch consumer).
+        """CREATE TABLE transaction_members (
+            project_id INTEGER NOT NULL,
+            transaction_id {blob} NOT NULL,
+            trace_id {blob} NOT NULL,
+            PRIMARY KEY (project_id, transaction_id, trace_id)
+        )""",
+        "CREATE INDEX transaction_members_by_trace ON transaction_members (project_id, trace_id)",
+        """CREATE TABLE transactions (
+            project_id INTEGER NOT NULL,
+            id {blob} NOT NULL,
+            start_ns BIGINT NOT NULL,
+            end_ns BIGINT NOT NULL,
+            duration_ns BIGINT NOT NULL,
+            errors INTEGER NOT NULL,
+            incomplete SMALLINT NOT NULL,
+            hops INTEGER NOT NULL,
+            summary TEXT NOT NULL,
+            PRIMARY KEY (project_id, id)
+        )""",
+        "CREATE INDEX transactions_by_start ON transactions (project_id, start_ns)",
+        # Searchable values of a transaction: its services and resources.
+        """CREATE TABLE transaction_terms (
+            project_id INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            transaction_id {blob} NOT NULL
+        )""",
+        "CREATE INDEX transaction_terms_by_value ON transaction_terms (project_id, key, value)",
+        "CREATE INDEX transaction_terms_by_transaction ON transaction_terms (project_id, transaction_id)",
+        """CREATE TABLE node_rollups (
+            project_id INTEGER NOT NULL,
+            minute BIGINT NOT NULL,
+            node TEXT NOT NULL,
+            count BIGINT NOT NULL,
+            errors BIGINT NOT NULL,
+            throttles BIGINT NOT NULL,
+            ok BIGINT NOT NULL,
+            client_errors BIGINT NOT NULL,
+            faults BIGINT NOT NULL,
+            latency {blob} NOT NULL,
+            dwell {blob} NOT NULL,
+            PRIMARY KEY (project_id, minute, node)
+        )""",
+        """CREATE TABLE edge_rollups (
+            project_id INTEGER NOT NULL,
+            minute BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            target TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            count BIGINT NOT NULL,
+            errors BIGINT NOT NULL,
+            throttles BIGINT NOT NULL,
+            ok BIGINT NOT NULL,
+            client_errors BIGINT NOT NULL,
+            faults BIGINT NOT NULL,
+            latency {blob} NOT NULL,
+            dwell {blob} NOT NULL,
+            PRIMARY KEY (project_id, minute, source, target, kind)
+        )""",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)
 
 DEFAULT_PROJECT = "default"
+
+# Retention of the graph's facts (named parameters: cutoff in ns, minute of the cutoff); both
+# backends run these beside their span deletes. Transactions go once they ended before the cutoff.
+GRAPH_RETENTION = [
+    "DELETE FROM hop_keys WHERE start_ns < %(cutoff)s",
+    "DELETE FROM hops WHERE start_ns < %(cutoff)s",
+    "DELETE FROM trace_facts WHERE start_ns < %(cutoff)s",
+    "DELETE FROM node_rollups WHERE minute < %(minute)s",
+    "DELETE FROM edge_rollups WHERE minute < %(minute)s",
+    """DELETE FROM transaction_members WHERE EXISTS (SELECT 1 FROM transactions t
+        WHERE t.project_id = transaction_members.project_id AND t.id = transaction_members.transaction_id
+        AND t.end_ns < %(cutoff)s)""",
+    """DELETE FROM transaction_terms WHERE EXISTS (SELECT 1 FROM transactions t
+        WHERE t.project_id = transaction_terms.project_id AND t.id = transaction_terms.transaction_id
+        AND t.end_ns < %(cutoff)s)""",
+    "DELETE FROM transactions WHERE end_ns < %(cutoff)s",
+]

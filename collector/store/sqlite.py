@@ -9,13 +9,19 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from hoptrace.graph.hops import Hop
+from hoptrace.graph.rollup import MINUTE_NS, EdgeKey, Rollup
+from hoptrace.graph.transactions import Transaction
+
 from ..otlp import SpanBatch
-from . import Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant
-from .schema import DEFAULT_PROJECT, LATEST, MIGRATIONS
+from . import Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant, TransactionQuery
+from .graph_sql import read_rollups, read_transaction, search_transactions, write_graph
+from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, LATEST, MIGRATIONS
 
 _SPAN_COLUMNS = (
     "s.trace_id, s.span_id, s.parent_span_id, s.service_name, s.name, s.kind, s.start_ns, s.end_ns, s.status, s.data"
@@ -135,6 +141,7 @@ class SqliteStore:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     links,
                 )
+                write_graph(_Sql(conn), items)  # same transaction: acknowledged spans have their graph facts
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -218,11 +225,27 @@ class SqliteStore:
                         "DELETE FROM span_links WHERE project_id = ? AND start_ns < ?", (project_id, cutoff_ns)
                     )
                 conn.execute("DELETE FROM span_terms WHERE start_ns < ?", (cutoff_ns,))
+                for statement in GRAPH_RETENTION:
+                    named = statement.replace("%(cutoff)s", ":cutoff").replace("%(minute)s", ":minute")
+                    conn.execute(named, {"cutoff": cutoff_ns, "minute": cutoff_ns // MINUTE_NS})
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             return deleted
+
+    # -- graph -------------------------------------------------------------------------------
+
+    def graph_window(
+        self, project_id: int, start_ns: int, end_ns: int
+    ) -> tuple[dict[str, Rollup], dict[EdgeKey, Rollup]]:
+        return read_rollups(_Sql(self._reader()), project_id, start_ns // MINUTE_NS, -(-end_ns // MINUTE_NS))
+
+    def search_transactions(self, project_id: int, query: TransactionQuery) -> list[Transaction]:
+        return search_transactions(_Sql(self._reader()), project_id, query)
+
+    def transaction(self, project_id: int, transaction_id: bytes) -> tuple[Transaction, list[Hop]] | None:
+        return read_transaction(_Sql(self._reader()), project_id, transaction_id)
 
     # -- projects and tokens -----------------------------------------------------------------
 
@@ -286,3 +309,20 @@ def _dedupe(spans: list[StoredSpan]) -> list[StoredSpan]:
             seen.add(span.span_id)
             out.append(span)
     return out
+
+
+class _Sql:
+    """The graph's SQL handle on a SQLite connection (already ``?`` placeholders)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def rows(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, args).fetchall()
+
+    def run(self, sql: str, args: Sequence[Any]) -> int:
+        return self._conn.execute(sql, args).rowcount
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._conn.executemany(sql, rows)

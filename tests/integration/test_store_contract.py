@@ -16,12 +16,21 @@ from typing import Any, cast
 import psycopg
 import pytest
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from hoptrace.collector.otlp import Limits, SpanBatch, normalise
-from hoptrace.collector.store import Project, SpanQuery, SpanStore, StoredSpan, StoreError, TokenGrant, open_store
+from hoptrace.collector.store import (
+    Project,
+    SpanQuery,
+    SpanStore,
+    StoredSpan,
+    StoreError,
+    TokenGrant,
+    TransactionQuery,
+    open_store,
+)
 from hoptrace.collector.store.schema import LATEST
-from tests.otlp_build import new_id, request, span
+from tests.otlp_build import kvs, new_id, request, span
 from tests.pg import create_database, drop_database
 
 MS = 10**6
@@ -444,3 +453,206 @@ def test_queries_from_many_threads_at_once_are_answered(store: SpanStore, defaul
         t.join()
     assert errors == []
     assert sorted(results) == [1] * 40 + [40] * 40
+
+
+# -- graph: hop keys, hops, transactions, rollups ------------------------------------------------
+
+PRODUCER, CONSUMER, CLIENT = 4, 5, 3
+LAMBDA = {"cloud.platform": "aws_lambda", "cloud.provider": "aws"}
+
+
+def sqs_send(message_id: str, start_ns: int, **attrs: Any) -> Span:
+    return span("SQS.SendMessage", kind=PRODUCER, start_ns=start_ns, duration_ms=10, attributes={
+        "messaging.system": "aws_sqs", "messaging.destination.name": "orders", "messaging.operation.type": "send",
+        "messaging.message.id": message_id, "hoptrace.pointers": [f"sqs:msg:{message_id}"], **attrs})  # fmt: skip
+
+
+def sqs_consume(message_id: str, start_ns: int, **attrs: Any) -> Span:
+    return span("orders process", kind=CONSUMER, start_ns=start_ns, duration_ms=20, attributes={
+        "faas.trigger": "pubsub", "hoptrace.trigger.source": "aws:sqs", "messaging.system": "aws_sqs",
+        "messaging.destination.name": "orders", "messaging.message.id": message_id,
+        "hoptrace.pointers": [f"sqs:msg:{message_id}"], **attrs})  # fmt: skip
+
+
+def fn_batch(spans: list[Span], fn: str) -> SpanBatch:
+    return batch(spans, service=fn, resource={"faas.name": fn, **LAMBDA})
+
+
+def txns(store: SpanStore, project: int, **filters: Any) -> list[Any]:
+    return store.search_transactions(project, TransactionQuery(**filters))
+
+
+def test_a_consumer_stored_before_its_producer_is_joined_after_a_collector_restart(
+    store: SpanStore, store_url: str, default: int
+) -> None:
+    consume = sqs_consume("m-1", BASE + 2 * S)
+    store.write([(default, fn_batch([consume], "worker"))])
+    assert [t.root_trace_id for t in txns(store, default)] == [consume.trace_id.hex()]
+    store.close()
+
+    restarted = open_store(store_url)  # the pending key lives in the database, not in memory
+    try:
+        restarted.migrate()
+        send = sqs_send("m-1", BASE)
+        restarted.write([(default, fn_batch([send], "api"))])
+        (txn,) = txns(restarted, default)
+        assert txn.root_trace_id == send.trace_id.hex()
+        assert txn.trace_ids == (send.trace_id.hex(), consume.trace_id.hex())
+        found = restarted.transaction(default, send.trace_id)
+        assert found is not None
+        _, hops = found
+        assert [(h.from_span, h.to_span, h.via, h.dwell_ms) for h in hops] == [
+            (send.span_id, consume.span_id, "message_id", 1990.0)
+        ]
+        assert restarted.transaction(default, consume.trace_id) is None  # no longer an entry of its own
+    finally:
+        restarted.close()
+
+
+def test_a_batch_consumer_belongs_to_each_transaction_it_read_from_and_merges_none(
+    store: SpanStore, default: int
+) -> None:
+    sends = [sqs_send(f"m-{i}", BASE + i * MS) for i in range(10)]
+    store.write([(default, fn_batch(sends, "api"))])
+    invocation = span("worker", kind=CONSUMER, start_ns=BASE + S, duration_ms=300, attributes={
+        "faas.trigger": "pubsub", "hoptrace.trigger.source": "aws:sqs", "messaging.system": "aws_sqs",
+        "messaging.destination.name": "orders", "messaging.batch.message_count": 10})  # fmt: skip
+    records = []
+    for i, s in enumerate(sends):
+        invocation.links.add(trace_id=s.trace_id, span_id=s.span_id, attributes=kvs({"hoptrace.link.type": "producer"}))
+        record = span("orders process", trace_id=s.trace_id, parent=s.span_id, kind=CONSUMER,
+                      start_ns=BASE + S + i * MS, duration_ms=5, attributes={
+                          "messaging.system": "aws_sqs", "messaging.destination.name": "orders",
+                          "hoptrace.pointers": [f"sqs:msg:m-{i}"]})  # fmt: skip
+        record.links.add(trace_id=invocation.trace_id, span_id=invocation.span_id,
+                         attributes=kvs({"hoptrace.link.type": "invocation"}))  # fmt: skip
+        records.append(record)
+    store.write([(default, fn_batch([invocation, *records], "worker"))])
+
+    found = txns(store, default)
+    assert sorted(t.root_trace_id for t in found) == sorted(s.trace_id.hex() for s in sends)
+    for t in found:
+        assert len(t.trace_ids) == 2 and t.trace_ids[1] == invocation.trace_id.hex()
+    nodes, edges = store.graph_window(default, BASE - 60 * S, BASE + 120 * S)
+    assert edges[("queue:orders", "function:worker", "deliver")].count == 10
+    assert edges[("queue:orders", "function:worker", "deliver")].dwell.count == 10
+    assert edges[("function:api", "queue:orders", "publish")].count == 10
+    assert nodes["function:worker"].count == 1
+
+
+def test_the_map_window_is_a_merge_of_the_minutes_it_covers(store: SpanStore, default: int) -> None:
+    minute = (BASE // (60 * S)) * 60 * S
+    for m in range(3):
+        for i in range(m + 1):
+            store.write([(default, fn_batch([sqs_send(f"w-{m}-{i}", minute + m * 60 * S + i * S)], "api"))])
+    one, _ = store.graph_window(default, minute, minute + 60 * S)
+    _, edges = store.graph_window(default, minute, minute + 3 * 60 * S)
+    assert one == {}  # a send is an edge, not an invocation
+    assert edges[("function:api", "queue:orders", "publish")].count == 6
+    _, first = store.graph_window(default, minute, minute + 60 * S)
+    assert first[("function:api", "queue:orders", "publish")].count == 1
+    _, later = store.graph_window(default, minute + 60 * S, minute + 3 * 60 * S)
+    assert later[("function:api", "queue:orders", "publish")].count == 5
+
+
+@pytest.fixture
+def orders(store: SpanStore, default: int) -> dict[str, Any]:
+    """Three transactions: ok (with a label), failed and slow, incomplete (never consumed)."""
+    ok_send = sqs_send("o-1", BASE, **{"hoptrace.label.order_id": "A-1"})
+    ok_consume = sqs_consume("o-1", BASE + 100 * MS)
+    bad_send = sqs_send("o-2", BASE + 10 * S)
+    bad_consume = sqs_consume("o-2", BASE + 10 * S + 3000 * MS)
+    bad_consume.status.code = Status.STATUS_CODE_ERROR
+    lost_send = sqs_send("o-3", BASE + 20 * S)
+    store.write([(default, fn_batch([ok_send, bad_send, lost_send], "api"))])
+    store.write([(default, fn_batch([ok_consume, bad_consume], "worker"))])
+    return {"ok": ok_send.trace_id.hex(), "bad": bad_send.trace_id.hex(), "lost": lost_send.trace_id.hex(),
+            "ok_consumer_trace": ok_consume.trace_id.hex()}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "filters, expected",
+    [
+        ({}, ["lost", "bad", "ok"]),
+        ({"status": "error"}, ["bad"]),
+        ({"status": "incomplete"}, ["lost"]),
+        ({"status": "ok"}, ["ok"]),
+        ({"service": "worker"}, ["bad", "ok"]),
+        ({"resource": "queue:orders"}, ["lost", "bad", "ok"]),
+        ({"min_duration_ns": 1000 * MS}, ["bad"]),
+        ({"max_duration_ns": 200 * MS}, ["lost", "ok"]),
+        ({"labels": (("order_id", "A-1"),)}, ["ok"]),
+        ({"text": "o-2"}, ["bad"]),
+        ({"start_ns": BASE + 5 * S, "end_ns": BASE + 15 * S}, ["bad"]),
+    ],
+)
+def test_transaction_search_filters_newest_first(
+    store: SpanStore, default: int, orders: dict[str, Any], filters: dict[str, Any], expected: list[str]
+) -> None:
+    assert [t.id for t in txns(store, default, **filters)] == [orders[name] for name in expected]
+
+
+def test_transaction_search_by_any_member_trace_id_and_cursor_pages(
+    store: SpanStore, default: int, orders: dict[str, Any]
+) -> None:
+    assert [t.id for t in txns(store, default, text=orders["ok_consumer_trace"])] == [orders["ok"]]
+    first = txns(store, default, limit=2)
+    rest = txns(store, default, limit=2, before=(first[-1].start_ns, bytes.fromhex(first[-1].id)))
+    assert [t.id for t in first + rest] == [orders["lost"], orders["bad"], orders["ok"]]
+    (bad,) = txns(store, default, status="error")
+    assert (bad.errors, bad.hops, bad.services, bad.duration_ms) == (1, 1, ("api", "worker"), 3020.0)
+    assert bad.entry == {"trigger": "other", "name": "SQS.SendMessage", "service": "api"}  # a script, no trigger
+
+
+def test_projects_never_join_each_other_hops(store: SpanStore, default: int) -> None:
+    other = store.create_project("other")
+    send = sqs_send("shared-id", BASE)
+    store.write([(default, fn_batch([send], "api"))])
+    store.write([(other.id, fn_batch([sqs_consume("shared-id", BASE + S)], "worker"))])
+    (mine,) = txns(store, default)
+    assert mine.trace_ids == (send.trace_id.hex(),)
+    assert mine.incomplete
+    assert len(txns(store, other.id)) == 1
+    assert store.graph_window(other.id, BASE - S, BASE + 60 * S)[1].keys() == {
+        ("queue:orders", "function:worker", "deliver")
+    }
+
+
+def test_the_graph_facts_commit_with_the_spans_or_not_at_all(
+    store: SpanStore, default: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hoptrace.collector.store.postgres as pg_module
+    import hoptrace.collector.store.sqlite as sqlite_module
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("graph failed")
+
+    monkeypatch.setattr(sqlite_module, "write_graph", broken)
+    monkeypatch.setattr(pg_module, "write_graph", broken)
+    with pytest.raises(RuntimeError, match="graph failed"):
+        store.write([(default, fn_batch([sqs_send("x", BASE)], "api"))])
+    assert store.count_spans() == 0
+
+
+def test_pending_hop_keys_are_matched_through_their_index(store: SpanStore, store_url: str, default: int) -> None:
+    store.write([(default, fn_batch([sqs_send(f"i-{i}", BASE + i * MS) for i in range(50)], "api"))])
+    lookup = "SELECT span_id FROM hop_keys WHERE project_id = 1 AND key IN ('sqs:msg:i-1', 'sqs:msg:i-2')"
+    if store_url.startswith("sqlite:"):
+        plan = " ".join(str(r) for r in raw(store_url, "EXPLAIN QUERY PLAN " + lookup))
+    else:
+        with psycopg.connect(store_url, autocommit=True) as pg:
+            pg.execute("SET enable_seqscan = off")
+            plan = " ".join(str(r) for r in pg.execute("EXPLAIN " + lookup).fetchall())
+    assert "hop_keys_by_key" in plan
+
+
+def test_retention_removes_the_graph_facts_of_old_spans(store: SpanStore, store_url: str, default: int) -> None:
+    store.write([(default, fn_batch([sqs_send("old", BASE)], "api"))])
+    store.write([(default, fn_batch([sqs_consume("old", BASE + S)], "worker"))])
+    new = sqs_send("new", BASE + 600 * S)
+    store.write([(default, fn_batch([new], "api"))])
+    store.delete_before(BASE + 300 * S)
+    assert [t.id for t in txns(store, default)] == [new.trace_id.hex()]
+    assert raw(store_url, "SELECT count(*) FROM hop_keys") == [(2,)]  # the new send's parent and message keys
+    assert raw(store_url, "SELECT count(*) FROM hops") == [(0,)]
+    assert store.graph_window(default, BASE - S, BASE + 60 * S) == ({}, {})
