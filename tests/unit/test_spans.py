@@ -40,8 +40,10 @@ def test_a_span_made_through_the_opentelemetry_api_nests_under_the_current_one(p
     prov, processor = provider
     ours = prov.get_tracer("hoptrace")
     users = prov.get_tracer("user.code")
-    with ours.start_as_current_span("invocation") as invocation, users.start_as_current_span("work") as work:
-        assert trace.get_current_span() is work
+    with ours.start_as_current_span("invocation") as invocation_span, users.start_as_current_span("work") as work_span:
+        assert trace.get_current_span() is work_span
+    invocation: Any = invocation_span
+    work: Any = work_span
     assert work.parent == invocation.get_span_context()
     assert work.context.trace_id == invocation.context.trace_id
     assert [s.name for s in processor.ended] == ["work", "invocation"]
@@ -67,14 +69,15 @@ def test_a_root_span_gets_new_ids_and_no_parent(provider: Any) -> None:
 
 def test_status_follows_the_sdk_rules(provider: Any) -> None:
     prov, _ = provider
-    span = prov.get_tracer("t").start_span("s")
+    span: Any = prov.get_tracer("t").start_span("s")
     span.set_status(StatusCode.UNSET)
     assert span.status.status_code is StatusCode.UNSET
     span.set_status(StatusCode.ERROR, "boom")
     assert (span.status.status_code, span.status.description) == (StatusCode.ERROR, "boom")
     span.set_status(Status(StatusCode.OK))
     span.set_status(StatusCode.ERROR, "later")  # OK is final
-    assert span.status.status_code is StatusCode.OK
+    final: Status = span.status
+    assert final.status_code is StatusCode.OK
 
 
 def test_attributes_are_kept_as_the_api_cleans_them(provider: Any) -> None:
