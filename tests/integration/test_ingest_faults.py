@@ -394,9 +394,7 @@ def test_sigterm_answers_the_requests_in_flight_drains_them_and_exits_0(store_ur
             assert outcomes.post(http, make_batch(5)) == "ack"
             with WriteLock(store_url) as lock, ThreadPoolExecutor(IN_FLIGHT + LATE_CLIENTS) as pool:
                 waiting = [pool.submit(post_one, b) for b in in_flight]
-                wait_until(
-                    lambda: pending_spans(http) >= 50 * IN_FLIGHT, 30, "every in-flight batch was accepted"
-                )
+                wait_until(lambda: pending_spans(http) >= 50 * IN_FLIGHT, 30, "every in-flight batch was accepted")
                 lates = [pool.submit(late) for _ in range(LATE_CLIENTS)]
                 collector.terminate()
                 wait_until(lambda: port_closed(collector.port), 30, "the collector stopped listening")
