@@ -173,7 +173,7 @@ export function App() {
   useTokenVersion();
   // Relative ranges are evaluated once per tick or address change, not on every render.
   const search = location.params.toString();
-  const window = useMemo(() => windowOf(location, Date.now()), [tick, search]); // eslint-disable-line
+  const window = useMemo(() => windowOf(location, Date.now()), [tick, search]);
   const current = location.path === "/" ? "/map" : location.path;
   return (
     <AuthContext.Provider value={(error) => setAuthError((prev) => prev ?? error)}>

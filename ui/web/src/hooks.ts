@@ -52,7 +52,6 @@ export function useApi<T>(path: string | null, params: Params = {}, key: unknown
       },
     );
     return () => controller.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [path, paramKey, key, tokenVersion]);
   return state;
 }

@@ -236,7 +236,7 @@ export function MapView(props: { location: Location; window: Window; tick: numbe
   const minutes = (window.to - window.from) / 60_000;
   // Keep the graph (and its layout) unless the data really changed.
   const mapKey = result.data ? JSON.stringify(result.data) : "";
-  const map = useMemo(() => result.data, [mapKey]); // eslint-disable-line
+  const map = useMemo(() => result.data, [mapKey]);
   return (
     <div class={`view map-view${selection ? " with-drawer" : ""}`}>
       <div class="view-head">
