@@ -102,11 +102,11 @@ def _span_key(trace_id: bytes, span_id: bytes) -> str:
 
 
 def hop_end(span: GraphSpan, detail: str = "") -> HopEnd:
-    edge = ""
-    if span.kind in (SERVER, CONSUMER):
-        delivers = [e for e in naming.edges(span) if e.kind == naming.DELIVER]
-        if delivers:
-            edge = f"{delivers[-1].source.id}|{delivers[-1].target.id}"
+    deliver = naming.deliver_edge(span)
+    # Our batch invocation links to every producer, and each record's span is joined too: the
+    # waiting time is counted once per message, on the records.
+    ours_batch = naming.is_ours(span) and naming.is_invocation(span) and naming.message_count(span) > 1
+    edge = f"{deliver.source.id}|{deliver.target.id}" if deliver is not None and not ours_batch else ""
     count = span.number("hoptrace.messaging.receive_count") or span.number("hoptrace.faas.receive_count") or 1
     attempt = min(max(int(count), 1), 1_000_000)
     s = span

@@ -116,29 +116,25 @@ def http_host(span: GraphSpan) -> str | None:
     return host
 
 
+def is_ours(span: GraphSpan) -> bool:
+    """Written by hoptrace's instrumentation (whose batches have one span per record)."""
+    return span.resource.get("telemetry.distro.name") == "hoptrace"
+
+
 def is_invocation(span: GraphSpan) -> bool:
-    """The span of one function invocation (or a foreign service's request/message handling)."""
-    if span.attributes.get("faas.trigger") is not None:
+    """One invocation of a function, or one request or message handled by a service."""
+    if span.kind not in (SERVER, CONSUMER):
+        return False
+    if span.attributes.get("faas.trigger") is not None or "faas.name" not in span.resource:
         return True
-    if span.kind == SERVER:
-        return True
-    # A CONSUMER span without a trigger: a record of a batch, or a poller outside Lambda.
-    return (
-        span.kind == CONSUMER
-        and not any(link.type == "invocation" for link in span.links)
-        and ("faas.name" not in span.resource or span.parent_span_id is None)
-    )
+    # Inside a function, a CONSUMER span without a trigger is a record's span under the invocation
+    # (ours always; OpenTelemetry's Lambda instrumentation puts "process <queue>" under its SERVER span).
+    return span.kind == SERVER or (not is_ours(span) and span.parent_span_id is None)
 
 
-def is_record(span: GraphSpan) -> bool:
-    """The ``process`` span of one record of a batch (linked to its invocation)."""
-    return span.kind == CONSUMER and any(link.type == "invocation" for link in span.links)
-
-
-def is_batch_invocation(span: GraphSpan) -> bool:
-    """An invocation whose records have spans of their own (ours: one per record)."""
-    count = span.number("messaging.batch.message_count")
-    return count is not None and count > 1 and span.attributes.get("hoptrace.trigger.source") is not None
+def message_count(span: GraphSpan) -> int:
+    count = span.number("messaging.batch.message_count") or 1
+    return min(max(int(count), 1), 1_000_000)
 
 
 _SEND_METHODS = frozenset(
@@ -217,26 +213,63 @@ def trigger(span: GraphSpan) -> Node | None:
     return Node("client", f"{trig or 'direct'} invokers")
 
 
-def edges(span: GraphSpan) -> list[Edge]:
-    """The map edges one span accounts for (see the module docstring)."""
+def _entry_edges(span: GraphSpan, source: Node) -> list[Edge]:
     me = service_node(span)
+    if source.kind == "stream" and source.name.endswith(" stream"):
+        table = Node("table", source.name[: -len(" stream")])
+        return [Edge(table, source, PUBLISH), Edge(source, me, DELIVER)]
+    kind = DELIVER if source.kind in ("queue", "topic", "stream", "bus") else SYNC
+    return [Edge(source, me, kind)]
+
+
+def entry_weight(span: GraphSpan) -> int:
+    """How many calls or messages a SERVER/CONSUMER span accounts for on its incoming edge (0: none).
+
+    A batch counts once per message, on whichever span stands for the whole batch: our
+    invocation span, or the "process" span of OpenTelemetry's Lambda instrumentation (whose
+    SERVER invocation span carries no queue, so it draws no edge of its own).
+    """
+    source = trigger(span)
+    if source is None:
+        return 0
+    messaging = source.kind in ("queue", "topic", "stream", "bus")
+    if not is_invocation(span):
+        return message_count(span) if messaging and span.kind == CONSUMER and not is_ours(span) else 0
+    trig = span.text("faas.trigger")
+    if not messaging and not is_ours(span) and span.kind == SERVER and trig in ("pubsub", "datasource"):
+        return 0
+    return message_count(span) if messaging else 1
+
+
+def weighted_edges(span: GraphSpan) -> list[tuple[Edge, int]]:
+    """The map edges one span accounts for, each with how many calls or messages it counts for."""
     target = callee(span)
     if target is not None:
+        me = service_node(span)
         messaging = target.kind in ("queue", "topic", "stream", "bus")
-        found = [Edge(me, target, PUBLISH if messaging and is_send(span) else SYNC)]
+        found = [(Edge(me, target, PUBLISH if messaging and is_send(span) else SYNC), 1)]
         if target.kind == "table":
-            found += [Edge(me, Node("table", t), SYNC) for t in span.texts("aws.dynamodb.table_names")[1:]]
+            found += [(Edge(me, Node("table", t), SYNC), 1) for t in span.texts("aws.dynamodb.table_names")[1:]]
         return found
-    if is_record(span) or (is_invocation(span) and not is_batch_invocation(span)):
-        source = trigger(span)
-        if source is None:
-            return []
-        if source.kind == "stream" and source.name.endswith(" stream"):
-            table = Node("table", source.name[: -len(" stream")])
-            return [Edge(table, source, PUBLISH), Edge(source, me, DELIVER)]
-        kind = DELIVER if source.kind in ("queue", "topic", "stream", "bus") else SYNC
-        return [Edge(source, me, kind)]
-    return []
+    weight = entry_weight(span)
+    source = trigger(span) if weight else None
+    return [(edge, weight) for edge in _entry_edges(span, source)] if source is not None else []
+
+
+def edges(span: GraphSpan) -> list[Edge]:
+    """The map edges one span accounts for (see the module docstring)."""
+    return [edge for edge, _ in weighted_edges(span)]
+
+
+def deliver_edge(span: GraphSpan) -> Edge | None:
+    """The queue/topic/stream → function edge a consumer span's waiting time belongs to."""
+    if span.kind not in (SERVER, CONSUMER):
+        return None
+    source = trigger(span)
+    if source is None:
+        return None
+    delivers = [e for e in _entry_edges(span, source) if e.kind == DELIVER]
+    return delivers[-1] if delivers else None
 
 
 def health(span: GraphSpan) -> str:

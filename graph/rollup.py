@@ -35,19 +35,20 @@ class Rollup:
     latency: LatencySketch = field(default_factory=LatencySketch)
     dwell: LatencySketch = field(default_factory=LatencySketch)
 
-    def add_span(self, span: GraphSpan) -> None:
-        self.count += 1
-        self.errors += span.is_error
+    def add_span(self, span: GraphSpan, n: int = 1) -> None:
+        """Count the span ``n`` times (a batch invocation stands for each of its messages)."""
+        self.count += n
+        self.errors += n * span.is_error
         colour = naming.health(span)
         if colour == "throttled":
-            self.throttles += 1
+            self.throttles += n
         elif colour == "4xx":
-            self.client_errors += 1
+            self.client_errors += n
         elif colour == "5xx":
-            self.faults += 1
+            self.faults += n
         else:
-            self.ok += 1
-        self.latency.add(span.duration_ms)
+            self.ok += n
+        self.latency.add(span.duration_ms, n)
 
     def merge(self, other: Rollup) -> Rollup:
         """Add ``other`` into this rollup (in place) and return it."""
@@ -99,9 +100,9 @@ class Rollups:
         if naming.is_invocation(span):
             node = naming.service_node(span).id
             self.nodes.setdefault((minute, node), Rollup()).add_span(span)
-        for edge in naming.edges(span):
+        for edge, weight in naming.weighted_edges(span):
             key = (minute, edge.source.id, edge.target.id, edge.kind)
-            self.edges.setdefault(key, Rollup()).add_span(span)
+            self.edges.setdefault(key, Rollup()).add_span(span, weight)
 
     def add_hop(self, hop: Hop) -> None:
         """Queue waiting time: counted on the consumer's deliver edge, in the consumer's minute."""

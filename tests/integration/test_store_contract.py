@@ -458,7 +458,7 @@ def test_queries_from_many_threads_at_once_are_answered(store: SpanStore, defaul
 # -- graph: hop keys, hops, transactions, rollups ------------------------------------------------
 
 PRODUCER, CONSUMER, CLIENT = 4, 5, 3
-LAMBDA = {"cloud.platform": "aws_lambda", "cloud.provider": "aws"}
+LAMBDA = {"cloud.platform": "aws_lambda", "cloud.provider": "aws", "telemetry.distro.name": "hoptrace"}
 
 
 def sqs_send(message_id: str, start_ns: int, **attrs: Any) -> Span:

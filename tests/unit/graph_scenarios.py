@@ -60,7 +60,17 @@ def span(
 
 
 def lam(fn: str) -> dict[str, Any]:
-    """The resource of a Lambda function, as hoptrace's (and OTel's) Lambda detector writes it."""
+    """The resource of a Lambda function traced by hoptrace."""
+    return {
+        "faas.name": fn,
+        "cloud.provider": "aws",
+        "cloud.platform": "aws_lambda",
+        "telemetry.distro.name": "hoptrace",
+    }
+
+
+def otel_lam(fn: str) -> dict[str, Any]:
+    """The resource of a Lambda function traced by OpenTelemetry's own Lambda instrumentation."""
     return {"faas.name": fn, "cloud.provider": "aws", "cloud.platform": "aws_lambda"}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hoptrace.graph.correlator import Correlator
 from hoptrace.graph.hops import keys
 from hoptrace.graph.naming import Node, callee, edges
-from tests.unit.graph_scenarios import CLIENT, CONSUMER, PRODUCER, new_trace, span
+from tests.unit.graph_scenarios import CLIENT, CONSUMER, PRODUCER, SERVER, link, new_trace, otel_lam, span
 
 # What opentelemetry-instrumentation-botocore writes (its SQS, SNS, DynamoDB and Lambda extensions).
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
@@ -138,3 +138,24 @@ def test_an_otel_lambda_consumer_joins_a_botocore_send_by_the_semconv_message_id
     (txn,) = c.transactions()
     assert not txn.incomplete
     assert txn.resources == ("queue:orders",)
+
+
+def test_an_otel_lambda_sqs_batch_counts_each_message_on_the_queue_edge_and_one_invocation() -> None:
+    sends = [otel_sqs_send(new_trace(), f"b-{i}") for i in range(3)]
+    t = new_trace()
+    invocation = span(t, "worker", "worker", SERVER, 100, 50, resource=otel_lam("worker"), faas__trigger="pubsub")
+    process = span(t, "worker", "process orders", CONSUMER, 101, 48, parent=invocation, resource=otel_lam("worker"),
+                   links=tuple(link(s) for s in sends), messaging__system="aws_sqs",
+                   messaging__destination__name="orders", messaging__operation__type="process",
+                   messaging__batch__message_count=3)  # fmt: skip
+    c = Correlator()
+    hops = c.add([*sends, invocation, process])
+
+    assert sorted(h.via for h in hops) == ["link"] * 3
+    nodes, edges = c.rollups.window(0, 2**62)
+    assert {k[:3] for k in edges} >= {("queue:orders", "function:worker", "deliver")}
+    assert not any(source.startswith("client:") for source, _, _ in edges)
+    deliver = edges[("queue:orders", "function:worker", "deliver")]
+    assert (deliver.count, deliver.dwell.count) == (3, 3)
+    assert nodes["function:worker"].count == 1
+    assert len(c.transactions()) == 3
