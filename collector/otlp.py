@@ -264,11 +264,11 @@ def parse_request(
     if not isinstance(doc, dict):
         raise RequestError(400, "the JSON body must be an object with a resourceSpans list")
     try:
-        count, rejected = _translate_json_ids(doc)
+        spans, entries, rejected = _translate_json_ids(doc)
     except ValueError as exc:
         raise RequestError(400, f"the JSON body is not a valid OTLP ExportTraceServiceRequest: {exc}") from None
-    if limits is not None and count > limits.max_spans:
-        raise _too_many_spans(count, limits)
+    if limits is not None:
+        _check_counts(spans, entries, limits)
     try:
         json_format.ParseDict(doc, request, ignore_unknown_fields=True)
     except RecursionError:
@@ -283,16 +283,21 @@ _ID_FIELDS = {"traceId": 16, "spanId": 8, "parentSpanId": 8}
 _HEX = re.compile("(?:[0-9a-fA-F]{2})*")
 
 
-def _translate_json_ids(doc: dict[str, Any]) -> tuple[int, list[Rejection]]:
+def _translate_json_ids(doc: dict[str, Any]) -> tuple[int, int, list[Rejection]]:
     """Turn OTLP JSON's hex ids into base64 in place, taking out spans whose ids are not hex.
 
-    Returns the number of spans the body holds and the rejections. A body whose shape is wrong
-    (``resourceSpans`` not a list, …) raises ValueError: that is a malformed request.
+    Returns the number of spans the body holds, of its resourceSpans and scopeSpans entries, and
+    the rejections. A body whose shape is wrong (``resourceSpans`` not a list, …) raises
+    ValueError: that is a malformed request.
     """
     count = 0
     rejected: list[Rejection] = []
-    for rs in _list(doc.get("resourceSpans"), "resourceSpans"):
-        for ss in _list(_dict(rs, "resourceSpans").get("scopeSpans"), "scopeSpans"):
+    resource_spans = _list(doc.get("resourceSpans"), "resourceSpans")
+    entries = len(resource_spans)
+    for rs in resource_spans:
+        scope_spans = _list(_dict(rs, "resourceSpans").get("scopeSpans"), "scopeSpans")
+        entries += len(scope_spans)
+        for ss in scope_spans:
             ss = _dict(ss, "scopeSpans")
             spans = _list(ss.get("spans"), "spans")
             kept = []
@@ -310,7 +315,7 @@ def _translate_json_ids(doc: dict[str, Any]) -> tuple[int, list[Rejection]]:
                     kept.append(span)
             if len(kept) != len(spans):
                 ss["spans"] = kept
-    return count, rejected
+    return count, entries, rejected
 
 
 def _translate_ids(obj: dict[str, Any], where: str) -> str | None:
@@ -356,10 +361,22 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "a number" if isinstance(value, float) else "null")
 
 
-def _too_many_spans(count: int, limits: Limits) -> RequestError:
-    return RequestError(
-        413, f"the request has {count} spans, more than the limit of {limits.max_spans}; send smaller batches"
-    )
+def _check_counts(spans: int, entries: int, limits: Limits) -> None:
+    """413 past the span limit, or with more resourceSpans + scopeSpans entries than spans allowed.
+
+    Empty entries cost no spans but a few microseconds each: a body of nothing but them would
+    keep a core busy for seconds.
+    """
+    if spans > limits.max_spans:
+        raise RequestError(
+            413, f"the request has {spans} spans, more than the limit of {limits.max_spans}; send smaller batches"
+        )
+    if entries > limits.max_spans:
+        raise RequestError(
+            413,
+            f"the request has {entries} resourceSpans and scopeSpans entries, more than the limit of "
+            f"{limits.max_spans}; send smaller batches",
+        )
 
 
 # -- normalising -----------------------------------------------------------------------------
@@ -466,9 +483,12 @@ def normalise(
     batch = SpanBatch()
     for rejection in rejected:
         batch.reject(*rejection)
-    total = batch.rejected + sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-    if total > limits.max_spans:
-        raise _too_many_spans(total, limits)
+    resource_spans = request.resource_spans
+    entries = len(resource_spans)
+    if entries <= limits.max_spans:  # past it, refused without walking them
+        entries += sum(len(rs.scope_spans) for rs in resource_spans)
+    _check_counts(0, entries, limits)
+    _check_counts(batch.rejected + sum(len(ss.spans) for rs in resource_spans for ss in rs.scope_spans), 0, limits)
     max_attr = limits.max_attribute_bytes
     for rs in request.resource_spans:
         resource = rs.resource

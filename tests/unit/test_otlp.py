@@ -340,3 +340,15 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("HOPTRACE_MAX_SPANS_PER_REQUEST", "many")
     with pytest.raises(ValueError, match="HOPTRACE_MAX_SPANS_PER_REQUEST='many' is not a whole number"):
         CollectorConfig.from_env()
+
+
+def test_a_request_of_many_empty_entries_is_refused_before_it_is_walked() -> None:
+    """Empty resourceSpans / scopeSpans cost no spans but time each: more of them than spans allowed is a 413."""
+    limits = Limits(max_spans=10)
+    many_resources = b"\x0a\x00" * 11  # eleven empty resourceSpans
+    error = refusal(decode, many_resources, None, "application/x-protobuf", limits)
+    assert (error.status, "11 resourceSpans and scopeSpans entries" in error.message) == (413, True)
+    many_scopes = json.dumps({"resourceSpans": [{"scopeSpans": [{}] * 10}]}).encode()
+    error = refusal(decode, many_scopes, None, "application/json", limits)
+    assert (error.status, "more than the limit of 10" in error.message) == (413, True)
+    assert decode(b"\x0a\x00" * 10, None, "application/x-protobuf", limits).spans == []
