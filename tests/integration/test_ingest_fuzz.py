@@ -473,6 +473,46 @@ def test_a_gzip_body_that_inflates_past_the_limit_is_a_413_with_nothing_stored(c
     assert collector.stored() == before
 
 
+# -- headers -----------------------------------------------------------------------------------
+
+MEDIA_TYPES = {
+    "application/x-protobuf": PROTOBUF,
+    "Application/X-Protobuf": PROTOBUF,
+    "application/x-protobuf; proto=opentelemetry": PROTOBUF,
+    "application/json; charset=utf-8": JSON,
+    "APPLICATION/JSON": JSON,
+    "application/protobuf": None,
+    "text/plain": None,
+    "*/*": None,
+    "": None,
+}
+ENCODINGS = {"": "", "identity": "", "gzip": "gzip", "GZip": "gzip", "deflate": "deflate"}
+UNSUPPORTED_ENCODINGS = ["br", "x-gzip", "gzip, br", "zstd", "compress"]
+
+
+@FUZZ
+@given(
+    request=requests(),
+    content_type=st.sampled_from(list(MEDIA_TYPES)),
+    encoding=st.sampled_from([*ENCODINGS, *UNSUPPORTED_ENCODINGS]),
+)
+def test_content_type_and_encoding_are_read_loosely_and_anything_else_is_a_415(
+    collector: Fuzzed, request: ExportTraceServiceRequest, content_type: str, encoding: str
+) -> None:
+    media = MEDIA_TYPES[content_type]
+    body = json.dumps(otlp_json(request)).encode() if media == JSON else request.SerializeToString()
+    compress = {"gzip": gzip.compress, "deflate": zlib.compress}.get(ENCODINGS.get(encoding, ""))
+    if compress is not None:
+        body = compress(body)
+    before = collector.stored()
+    response = collector.post(body, content_type, **({"Content-Encoding": encoding} if encoding else {}))
+    if media is None or encoding in UNSUPPORTED_ENCODINGS:
+        assert response.status_code == 415, response.text[:300]
+        assert collector.stored() == before
+    else:
+        check_protobuf_outcome(collector, response, before, request)
+
+
 # -- PostgreSQL ----------------------------------------------------------------------------------
 
 
