@@ -352,3 +352,12 @@ def test_a_request_of_many_empty_entries_is_refused_before_it_is_walked() -> Non
     error = refusal(decode, many_scopes, None, "application/json", limits)
     assert (error.status, "more than the limit of 10" in error.message) == (413, True)
     assert decode(b"\x0a\x00" * 10, None, "application/x-protobuf", limits).spans == []
+
+
+def test_reasons_past_the_listed_few_are_summed_up() -> None:
+    batch = SpanBatch()
+    for i in range(12):
+        batch.reject(f"links[{i}].spanId is not hex", f"{i:016x}")
+    assert batch.rejected == 12
+    assert batch.error_message.count("is not hex") == 8
+    assert batch.error_message.endswith("; 4 more for other reasons")
