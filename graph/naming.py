@@ -125,11 +125,18 @@ def is_invocation(span: GraphSpan) -> bool:
     """One invocation of a function, or one request or message handled by a service."""
     if span.kind not in (SERVER, CONSUMER):
         return False
-    if span.attributes.get("faas.trigger") is not None or "faas.name" not in span.resource:
+    if span.attributes.get("faas.trigger") is not None or span.kind == SERVER:
         return True
-    # Inside a function, a CONSUMER span without a trigger is a record's span under the invocation
-    # (ours always; OpenTelemetry's Lambda instrumentation puts "process <queue>" under its SERVER span).
-    return span.kind == SERVER or (not is_ours(span) and span.parent_span_id is None)
+    if is_ours(span):
+        # Ours without a trigger: a record's span under its invocation (linked to it, or its
+        # child), unless it is a poller's outside Lambda with nothing above it.
+        return (
+            "faas.name" not in span.resource
+            and span.parent_span_id is None
+            and not any(link.type == "invocation" for link in span.links)
+        )
+    # OpenTelemetry's Lambda instrumentation puts "process <queue>" under its SERVER span.
+    return "faas.name" not in span.resource or span.parent_span_id is None
 
 
 def message_count(span: GraphSpan) -> int:
