@@ -1,4 +1,4 @@
-"""The ``hoptrace`` command: ``serve`` the collector, manage ``project``s.
+"""The ``hoptrace`` command: ``serve`` the collector, manage ``project``s, ``bench populate`` a store.
 
 Start-up problems (bad store URL, unreachable database, port in use, open access on a public
 address) end with one clear line and exit status 2, not a traceback.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import secrets
 import signal
 import socket
 import sys
@@ -153,6 +154,41 @@ def project(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_populate(args: argparse.Namespace) -> int:
+    """Fill a store with the benchmarks' span mix (``collector.populate``) through its own write path."""
+    try:
+        from .populate import Progress, SpanMix, customer_id, order_id, populate
+        from .store import StoreError, open_store
+    except ImportError as exc:
+        return _missing_server_extra(exc)
+    if args.spans < 1 or args.days <= 0 or args.batch_spans < 1:
+        print("hoptrace: --spans and --batch-spans must be at least 1 and --days above 0", file=sys.stderr)
+        return 2
+    try:
+        store = open_store(args.store or CollectorConfig.from_env().store_url)
+        store.migrate()
+        found = store.project(args.project)
+        project_id = found.id if found else store.create_project(args.project).id
+    except StoreError as exc:
+        print(f"hoptrace: {exc}", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else secrets.randbits(31)
+    mix = SpanMix.for_spans(args.spans, seed, args.days)
+    progress = Progress(total=mix.spans)
+    try:
+        written = populate(store, project_id, mix, batch_spans=args.batch_spans, on_batch=progress.add)
+    except StoreError as exc:
+        print(f"hoptrace: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(
+        f"wrote {written} spans in {mix.traces} traces to project {args.project!r} (seed {seed});"
+        f" search e.g. label.customer_id={customer_id(0)} or label.order_id={order_id(seed, 0)}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hoptrace", description="hoptrace: traces and service maps for serverless")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("--store", help="store URL (default from HOPTRACE_STORE or sqlite:///hoptrace.db)")
     c.set_defaults(func=project)
+    b = sub.add_parser("bench", help="benchmark helpers")
+    bsub = b.add_subparsers(dest="action", required=True)
+    pop = bsub.add_parser(
+        "populate",
+        help="fill a store with a realistic serverless span mix (progress on stderr)",
+        description="Write N spans of Lambda invocations and AWS SDK calls (orders through API, SQS and "
+        "workers; ~15 attributes, hoptrace.label.order_id/customer_id/tier labels) through the store's own "
+        "write path, in traces spread over the last D days.",
+    )
+    pop.add_argument("--store", help="store URL (default from HOPTRACE_STORE or sqlite:///hoptrace.db)")
+    pop.add_argument("--spans", type=int, required=True, help="how many spans to write (about; whole traces)")
+    pop.add_argument("--project", default="default", help="project to write to (created if missing; default: default)")
+    pop.add_argument("--days", type=float, default=1.0, help="time window the traces are spread over (default 1)")
+    pop.add_argument("--seed", type=int, help="seed of the generated ids and labels (default: random)")
+    pop.add_argument("--batch-spans", type=int, default=10_000, help="spans per store transaction (default 10000)")
+    pop.set_defaults(func=bench_populate)
     return parser
 
 
