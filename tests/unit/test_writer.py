@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -54,7 +55,9 @@ def test_a_waiter_that_gives_up_does_not_stop_the_writer(store: GatedStore) -> N
         later = writer.submit(1, batch())
         await asyncio.wait_for(asyncio.wrap_future(later), 10)
 
-    asyncio.run(scenario())
+    # In a thread of its own: a test run earlier may have left an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, scenario()).result(30)
     assert len(store.written) == 2, f"expected both batches committed, got {len(store.written)} commits"
     assert writer.close(10)
 
