@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .hops import CONSUMER_SIDE, PRODUCER_SIDE, Hop, HopKey, choose, keys, pair, strongest
+from .hops import CONSUMER_SIDE, PRODUCER_SIDE, Hop, HopKey, choose, delivery, keys, pair, strongest
 from .rollup import Rollups
 from .spans import GraphSpan
 from .transactions import TraceFacts, Transaction, TransactionIndex, summarise
@@ -76,7 +76,7 @@ class Correlator:
         self.rollups = Rollups()
         self.facts: dict[bytes, TraceFacts] = {}
         self.index = TransactionIndex()
-        self._hop_ids: set[tuple[bytes, bytes, bytes, bytes]] = set()
+        self._deliveries: set[tuple[bytes, bytes, bytes, int]] = set()
 
     def add(self, spans: Iterable[GraphSpan]) -> list[Hop]:
         """Take a batch of spans (any order, any time); the new hops it made."""
@@ -95,9 +95,9 @@ class Correlator:
                 self.taken.update((key.key, h.to_span) for h in hops)
             found.extend(hops)
             self.by_key[key.key].append(key)
-        new = [h for h in strongest(found) if (h.from_trace, h.from_span, h.to_trace, h.to_span) not in self._hop_ids]
+        new = [h for h in strongest(found) if delivery(h) not in self._deliveries]
         for hop in new:
-            self._hop_ids.add((hop.from_trace, hop.from_span, hop.to_trace, hop.to_span))
+            self._deliveries.add(delivery(hop))
             self.hops.append(hop)
             self.rollups.add_hop(hop)
             self.index.add_hop(hop)

@@ -208,12 +208,20 @@ def choose(consumer: HopEnd, via: str, candidates: Iterable[HopEnd]) -> HopEnd |
     return best
 
 
+def delivery(hop: Hop) -> tuple[bytes, bytes, bytes, int]:
+    """What one hop stands for: one producer span reaching one consumer trace, at one attempt.
+
+    A single-record invocation and its record's span both match the producer; they are one
+    delivery, shown once (by the span that arrived first). A retry is another attempt: kept.
+    """
+    return hop.from_trace, hop.from_span, hop.to_trace, hop.attempt
+
+
 def strongest(hops: Iterable[Hop]) -> list[Hop]:
-    """One hop per (producer span, consumer span): the strongest key wins (a parent beats an md5)."""
-    best: dict[tuple[bytes, bytes, bytes, bytes], Hop] = {}
+    """One hop per delivery: the strongest key wins (a parent beats an md5), then the earlier consumer."""
+    best: dict[tuple[bytes, bytes, bytes, int], Hop] = {}
     for hop in hops:
-        pair_id = (hop.from_trace, hop.from_span, hop.to_trace, hop.to_span)
-        kept = best.get(pair_id)
-        if kept is None or STRENGTH[hop.via] > STRENGTH[kept.via]:
-            best[pair_id] = hop
+        kept = best.get(delivery(hop))
+        if kept is None or (STRENGTH[hop.via], -hop.start_ns) > (STRENGTH[kept.via], -kept.start_ns):
+            best[delivery(hop)] = hop
     return list(best.values())

@@ -87,6 +87,8 @@ def messaging_node(span: GraphSpan) -> Node | None:
     if kind is None:
         return None
     name = span.text("messaging.destination.name", "messaging.destination")
+    if name is not None and name.startswith(("arn:", "https://", "http://")):
+        name = _last_segment(name)  # OpenTelemetry's botocore SNS extension writes the topic ARN here
     if name is None:
         for key in ("aws.sqs.queue.url", "aws.queue_url", "messaging.url", "aws.sns.topic.arn"):
             found = span.text(key)

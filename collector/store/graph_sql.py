@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from hoptrace.graph.correlator import derive, match_key
-from hoptrace.graph.hops import CONSUMER_SIDE, PRODUCER_SIDE, Hop, HopEnd, HopKey, strongest
+from hoptrace.graph.hops import CONSUMER_SIDE, PRODUCER_SIDE, Hop, HopEnd, HopKey, delivery, strongest
 from hoptrace.graph.rollup import EdgeKey, Rollup, Rollups
 from hoptrace.graph.spans import AttrValue, GraphSpan
 from hoptrace.graph.transactions import TraceFacts, Transaction, plan_hop, summarise
@@ -79,14 +79,14 @@ class _GraphWrite:
     def apply(self, spans: list[GraphSpan]) -> None:
         derived = derive(spans)
         touched = self._merge_facts(derived.facts)
-        hops = self._match(derived.keys)
+        hops, joins = self._match(derived.keys)
         for hop in hops:
             derived.rollups.add_hop(hop)
         self._merge_rollups(derived.rollups)
         changed: set[bytes] = set()
         dropped: set[bytes] = set()
-        for hop in hops:
-            more, drop = self._apply_hop(hop)
+        for a, b in joins:
+            more, drop = self._join(a, b)
             changed |= more
             if drop is not None:
                 dropped.add(drop)
@@ -144,17 +144,8 @@ class _GraphWrite:
                     todo.append(nxt)
         return seen
 
-    def _apply_hop(self, hop: Hop) -> tuple[set[bytes], bytes | None]:
-        a, b = hop.from_trace, hop.to_trace
-        if a == b:
-            return set(), None
-        earlier = self.sql.rows(
-            "SELECT 1 FROM hops WHERE project_id = ? AND from_trace = ? AND to_trace = ?"
-            " AND NOT (from_span = ? AND to_span = ?) LIMIT 1",
-            [self.project, a, b, hop.from_span, hop.to_span],
-        )
-        if earlier:
-            return set(), None  # the traces were already joined: membership has it
+    def _join(self, a: bytes, b: bytes) -> tuple[set[bytes], bytes | None]:
+        """Trace ``a`` now has a hop to trace ``b`` (the first): membership follows (``plan_hop``)."""
         txns = self._transactions_of(a)
         is_root = bool(
             self.sql.rows(
@@ -176,7 +167,11 @@ class _GraphWrite:
 
     # -- hop keys -----------------------------------------------------------------------------
 
-    def _match(self, keys: list[HopKey]) -> list[Hop]:
+    def _match(self, keys: list[HopKey]) -> tuple[list[Hop], list[tuple[bytes, bytes]]]:
+        """Match the batch's keys against stored ones and each other; store keys and new hops.
+
+        Returns the new hops and the trace pairs joined for the first time (in the order met).
+        """
         names = sorted({k.key for k in keys})
         stored: dict[str, list[HopKey]] = {}
         taken: set[tuple[str, bytes]] = set()
@@ -218,7 +213,23 @@ class _GraphWrite:
             [(self.project, key, span) for key, span in taken - was_taken if span not in new_ids],
         )
         inserted = []
+        joins: list[tuple[bytes, bytes]] = []
         for hop in strongest(found):
+            delivered = self.sql.rows(
+                "SELECT 1 FROM hops WHERE project_id = ? AND from_trace = ? AND from_span = ? AND to_trace = ?"
+                " AND attempt = ? LIMIT 1",
+                [self.project, *delivery(hop)],
+            )
+            if delivered:
+                continue  # the same delivery, met again through another span of the consumer's trace
+            pair = (hop.from_trace, hop.to_trace)
+            if hop.from_trace != hop.to_trace and pair not in joins:
+                known = self.sql.rows(
+                    "SELECT 1 FROM hops WHERE project_id = ? AND from_trace = ? AND to_trace = ? LIMIT 1",
+                    [self.project, *pair],
+                )
+                if not known:
+                    joins.append(pair)
             count = self.sql.run(
                 "INSERT INTO hops (project_id, from_trace, from_span, to_trace, to_span, via, dwell_ms, skew, start_ns,"
                 " edge, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -227,7 +238,7 @@ class _GraphWrite:
             )  # fmt: skip
             if count:
                 inserted.append(hop)
-        return inserted
+        return inserted, joins
 
     # -- rollups and summaries ------------------------------------------------------------------
 

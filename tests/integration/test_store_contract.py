@@ -656,3 +656,15 @@ def test_retention_removes_the_graph_facts_of_old_spans(store: SpanStore, store_
     assert raw(store_url, "SELECT count(*) FROM hop_keys") == [(2,)]  # the new send's parent and message keys
     assert raw(store_url, "SELECT count(*) FROM hops") == [(0,)]
     assert store.graph_window(default, BASE - S, BASE + 60 * S) == ({}, {})
+
+
+def test_two_spans_of_one_consumer_trace_joined_in_one_write_make_one_delivery(store: SpanStore, default: int) -> None:
+    send = sqs_send("d-1", BASE)
+    invocation = sqs_consume("d-1", BASE + S)
+    record = span("orders process", trace_id=invocation.trace_id, parent=invocation.span_id, kind=CONSUMER,
+                  start_ns=BASE + S + MS, attributes={"messaging.system": "aws_sqs",
+                  "messaging.destination.name": "orders", "hoptrace.pointers": ["sqs:msg:d-1"]})  # fmt: skip
+    store.write([(default, fn_batch([send], "api")), (default, fn_batch([invocation, record], "worker"))])
+    (txn,) = txns(store, default)
+    assert txn.trace_ids == (send.trace_id.hex(), invocation.trace_id.hex())
+    assert txn.hops == 1

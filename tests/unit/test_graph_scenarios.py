@@ -326,3 +326,19 @@ def test_a_lambda_invoke_and_an_api_route_name_their_nodes_from_semconv() -> Non
     }
     (txn,) = c.transactions()
     assert txn.entry == {"trigger": "http", "name": "POST /orders", "service": "orders-api"}
+
+
+def test_a_single_record_invocation_and_its_record_span_are_one_delivery() -> None:
+    producer, consumer = new_trace(), new_trace()
+    send = sqs_send(producer, "m-1")
+    invocation = sqs_invocation(consumer, "m-1", 100)
+    record = span(consumer, "worker", "orders process", CONSUMER, 101, 5, parent=invocation, resource=lam("worker"),
+                  messaging__system="aws_sqs", messaging__destination__name="orders",
+                  messaging__message__id="m-1", hoptrace__pointers=["sqs:msg:m-1"])  # fmt: skip
+    c = Correlator()
+    c.add([send, record])
+    assert c.add([invocation]) == []  # the record's span already stands for this delivery
+    (hop,) = c.hops
+    assert hop.to_span == record.span_id
+    (txn,) = c.transactions()
+    assert txn.hops == 1

@@ -73,7 +73,8 @@ def test_botocore_sns_publish_dynamodb_and_lambda_invoke_name_their_resources() 
         rpc__method="Publish",
         messaging__system="aws.sns",
         aws__sns__topic__arn=TOPIC_ARN,
-        messaging__destination__name="order-events",
+        messaging__destination__name=TOPIC_ARN,  # the extension writes the ARN here
+        messaging__destination=TOPIC_ARN,
     )
     put = span(
         t,
