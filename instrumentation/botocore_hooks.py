@@ -6,8 +6,12 @@ session's handlers when they are created, so ``init()`` must run before clients 
 the zero-code Lambda wrapper and ``@lambda_handler`` at import time see to that.
 
 Per call: ``before-parameter-build`` starts the span and lets the service's carrier inject
-context into the parameters; ``after-call`` records status, request id, throttling and the
-carrier's pointers; ``after-call-error`` records a transport failure.
+context into the parameters; ``before-call`` adds what the carrier chose to add to the
+serialised body instead (see ``AwsCall.body_suffix``); ``after-call`` records status, request
+id, throttling and the carrier's pointers; ``after-call-error`` records a transport failure.
+
+This runs on every AWS call the function makes, so what each operation shares (names, carrier,
+protocol) is worked out once per operation model (``_Operation``).
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS_KEY
+from opentelemetry.context import get_value
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from . import setup
 from .carriers import AwsCall, AwsCarrier
-from .guard import count, guarded
+from .guard import count, guarded, swallowed
 
 # botocore service id (hyphenized, lower case) -> module holding its carrier.
 CARRIER_MODULES = {
@@ -54,6 +61,7 @@ THROTTLE_CODES = frozenset(
 )
 
 _CALL_KEY = "hoptrace_call"
+_EMPTY: Mapping[str, Any] = {}
 _carriers: dict[str, AwsCarrier | None] = {}
 _installed = False
 _HANDLERS: list[tuple[str, Any]] = []
@@ -76,88 +84,137 @@ def carrier_for(service: str) -> AwsCarrier | None:
     return carrier
 
 
-@guarded("botocore.before_parameter_build")
+class _Operation:
+    """What every call of one operation shares, worked out on its first call."""
+
+    __slots__ = ("carrier", "operation", "service", "service_name", "span_name", "splice")
+
+    def __init__(self, model: Any) -> None:
+        service_model = model.service_model
+        self.service = service_model.service_id.hyphenize()
+        self.operation = model.name
+        self.service_name = str(service_model.service_id)
+        self.span_name = f"{self.service_name}.{self.operation}"
+        self.carrier = carrier_for(self.service)
+        # A JSON-protocol request body is one JSON object, to which a carrier can add members.
+        self.splice = service_model.protocol == "json"
+
+
+_operations: dict[Any, _Operation] = {}
+_OPERATIONS_MAX = 1024  # clients made per invocation bring new models: do not keep them all
+
+
+def _operation(model: Any) -> _Operation:
+    op = _operations.get(model)
+    if op is None:
+        if len(_operations) >= _OPERATIONS_MAX:
+            _operations.clear()
+        op = _operations[model] = _Operation(model)
+    return op
+
+
 def _before_parameter_build(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-    from . import setup
+    # The guard is written out (not @guarded) in the handlers every call runs: it costs less.
+    try:
+        st = setup._state
+        if st is None or context is None or _CALL_KEY in context or get_value(_SUPPRESS_KEY):
+            return
+        op = _operations.get(model) or _operation(model)
+        carrier = op.carrier
+        kind = SpanKind.CLIENT if carrier is None else carrier.span_kind(op.operation, params)
+        region = context.get("client_region")
+        span = st.tracer.start_span(
+            op.span_name,
+            kind=kind,
+            attributes={
+                "rpc.system": "aws-api",
+                "rpc.service": op.service_name,
+                "rpc.method": op.operation,
+                "cloud.region": region or "",
+            },
+        )
+        call = AwsCall(op.service, op.operation, params, span, region)
+        context[_CALL_KEY] = call
+        if st.config.capture_payloads:
+            # Before the carrier injects anything: capture what the user asked for.
+            from .payload import REQUEST_ATTRIBUTE, capture
 
-    st = setup.state()
-    if st is None or context is None or _CALL_KEY in context:
-        return
-    from opentelemetry import context as otel_context
-
-    if otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
-        return
-    service_model = model.service_model
-    service = service_model.service_id.hyphenize()
-    operation = model.name
-    carrier = carrier_for(service)
-    kind = SpanKind.CLIENT
-    if carrier is not None:
-        kind = carrier.span_kind(operation, params)
-    service_name = str(service_model.service_id)
-    span = st.tracer.start_span(
-        f"{service_name}.{operation}",
-        kind=kind,
-        attributes={
-            "rpc.system": "aws-api",
-            "rpc.service": service_name,
-            "rpc.method": operation,
-            "cloud.region": context.get("client_region") or "",
-        },
-    )
-    call = AwsCall(service, operation, params, span, context.get("client_region"))
-    context[_CALL_KEY] = call
-    if st.config.capture_payloads:
-        # Before the carrier injects anything: capture what the user asked for.
-        from .payload import REQUEST_ATTRIBUTE, capture
-
-        captured = capture(params, st.config)
-        if captured is not None:
-            span.set_attribute(REQUEST_ATTRIBUTE, captured)
-    if carrier is not None:
-        try:
-            carrier.on_request(call)
-        except Exception as exc:  # a carrier bug must not lose the span or the call
-            count("internal_errors.carrier")
-            span.set_attribute("hoptrace.error", f"could not inject context: {type(exc).__name__}")
+            captured = capture(params, st.config)
+            if captured is not None:
+                span.set_attribute(REQUEST_ATTRIBUTE, captured)
+        if carrier is not None:
+            call.may_splice = op.splice
+            try:
+                carrier.on_request(call)
+            except Exception as exc:  # a carrier bug must not lose the span or the call
+                count("internal_errors.carrier")
+                span.set_attribute("hoptrace.error", f"could not inject context: {type(exc).__name__}")
+    except Exception:
+        swallowed("botocore.before_parameter_build")
 
 
-@guarded("botocore.after_call")
+def _before_call(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """Add what the carrier left in ``body_suffix`` to the serialised JSON body (see ``AwsCall``)."""
+    try:
+        call: AwsCall | None = context.get(_CALL_KEY) if context else None
+        if call is None or call.body_suffix is None:
+            return
+        body = params.get("body")
+        if isinstance(body, bytes) and len(body) > 2 and body[:1] == b"{" and body[-1:] == b"}":
+            params["body"] = body[:-1] + call.body_suffix + b"}"
+        else:  # not the JSON object the carrier expected: send the call as the user made it
+            count("propagation.skipped.serialization")
+            call.span.set_attribute("hoptrace.propagation.skipped", "serialization")
+        call.body_suffix = None
+    except Exception:
+        swallowed("botocore.before_call")
+
+
 def _after_call(http_response: Any, parsed: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-    call: AwsCall | None = context.pop(_CALL_KEY, None) if context else None
-    if call is None:
+    try:
+        call: AwsCall | None = context.pop(_CALL_KEY, None) if context else None
+        if call is None:
+            return
+    except Exception:
+        swallowed("botocore.after_call")
         return
     span = call.span
     try:
         status = getattr(http_response, "status_code", None)
-        meta = parsed.get("ResponseMetadata") or {}
+        meta = parsed.get("ResponseMetadata") or _EMPTY
         if status is not None:
             span.set_attribute("http.response.status_code", int(status))
         request_id = meta.get("RequestId")
         if request_id:
             span.set_attribute("aws.request_id", request_id)
-        if meta.get("RetryAttempts"):
-            span.set_attribute("hoptrace.aws.retry_attempts", int(meta["RetryAttempts"]))
-        host = (meta.get("HTTPHeaders") or {}).get("host")
+        retries = meta.get("RetryAttempts")
+        if retries:
+            span.set_attribute("hoptrace.aws.retry_attempts", int(retries))
+        host = (meta.get("HTTPHeaders") or _EMPTY).get("host")
         if host:
             span.set_attribute("server.address", host)
-        error = parsed.get("Error") or {}
         if status is not None and status >= 300:
+            error = parsed.get("Error") or _EMPTY
             code = error.get("Code") or f"HTTP {status}"
             span.set_attribute("error.type", code)
             if is_throttle(error.get("Code"), status):
                 span.set_attribute("hoptrace.throttled", True)
             span.set_status(Status(StatusCode.ERROR, f"{code}: {error.get('Message', '')}".strip(": ")))
         else:
-            carrier = carrier_for(call.service)
+            carrier = _carriers.get(call.service)
             if carrier is not None:
                 try:
                     carrier.on_response(call, parsed)
                 except Exception as exc:
                     count("internal_errors.carrier")
                     span.set_attribute("hoptrace.error", f"could not read pointers: {type(exc).__name__}")
+    except Exception:
+        swallowed("botocore.after_call")
     finally:
-        span.end()
+        try:
+            span.end()
+        except Exception:
+            swallowed("botocore.after_call")
 
 
 @guarded("botocore.after_call_error")
@@ -182,6 +239,7 @@ def install() -> None:
         return
     _HANDLERS[:] = [
         ("before-parameter-build", _before_parameter_build),
+        ("before-call", _before_call),
         ("after-call", _after_call),
         ("after-call-error", _after_call_error),
     ]

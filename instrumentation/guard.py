@@ -40,15 +40,20 @@ def reset_stats() -> None:
         _counters.clear()
 
 
+def swallowed(where: str) -> None:
+    """Count and log the exception being handled (for hot paths that catch it themselves)."""
+    count("internal_errors")
+    count(f"internal_errors.{where}")
+    logger.debug("hoptrace: error in %s (ignored)", where, exc_info=True)
+
+
 @contextmanager
 def guard(where: str) -> Iterator[None]:
     """Swallow and count any exception raised by tracing code in the block."""
     try:
         yield
     except Exception:  # the whole point: tracing must never break the user's code
-        count("internal_errors")
-        count(f"internal_errors.{where}")
-        logger.debug("hoptrace: error in %s (ignored)", where, exc_info=True)
+        swallowed(where)
 
 
 def guarded(where: str, default: Any = None) -> Callable[[F], F]:

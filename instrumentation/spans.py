@@ -170,6 +170,12 @@ def clean_value(value: Any) -> Any:
     """
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         return value
+    if type(value) is tuple:
+        for item in value:
+            if type(item) not in _PRIMITIVE:
+                break
+        else:
+            return value  # the common case (pointers, table names): nothing to clean
     if isinstance(value, Sequence):
         return tuple(clean_value(v) for v in value if v is not _DROP)
     if isinstance(value, Mapping):
@@ -210,26 +216,15 @@ def _clean_attributes(attributes: Mapping[str, Any], into: dict[str, Any], limit
 class Span(trace.Span):
     """A recording span; reads like the SDK's ``ReadableSpan`` once ended."""
 
-    __slots__ = (
-        "_end_time",
-        "_processor",
-        "_record_exception",
-        "_set_status_on_exception",
-        "attributes",
-        "context",
-        "dropped_attributes",
-        "dropped_events",
-        "dropped_links",
-        "events",
-        "instrumentation_scope",
-        "kind",
-        "links",
-        "name",
-        "parent",
-        "resource",
-        "start_time",
-        "status",
-    )
+    # Defaults on the class: a span only pays for what it changes (most have no events or links).
+    status: Status = _UNSET
+    events: Sequence[Event] = ()
+    links: Sequence[Link] = ()
+    dropped_attributes = 0
+    dropped_events = 0
+    dropped_links = 0
+    _record_exception = True
+    _set_status_on_exception = True
 
     def __init__(
         self,
@@ -250,21 +245,27 @@ class Span(trace.Span):
         self.kind = kind
         self.start_time = start_time
         self._end_time: int | None = None
-        self.resource = tracer.resource
-        self.instrumentation_scope = tracer.scope
-        self._processor = tracer.processor
-        self._record_exception = record_exception
-        self._set_status_on_exception = set_status_on_exception
-        self.status = _UNSET
-        self.events: list[Event] = []
-        self.dropped_events = 0
-        self.dropped_links = 0
+        self._tracer = tracer
+        if not record_exception:
+            self._record_exception = False
+        if not set_status_on_exception:
+            self._set_status_on_exception = False
         self.attributes: dict[str, Any] = {}
-        self.dropped_attributes = _clean_attributes(attributes, self.attributes, MAX_ATTRIBUTES) if attributes else 0
-        self.links: list[Link] = []
+        if attributes:
+            dropped = _clean_attributes(attributes, self.attributes, MAX_ATTRIBUTES)
+            if dropped:
+                self.dropped_attributes = dropped
         if links:
             for link in links:
                 self.add_link(link.context, link.attributes)
+
+    @property
+    def resource(self) -> Resource:
+        return self._tracer.resource
+
+    @property
+    def instrumentation_scope(self) -> Scope:
+        return self._tracer.scope
 
     @property
     def end_time(self) -> int | None:
@@ -305,10 +306,13 @@ class Span(trace.Span):
         cleaned: dict[str, Any] = {}
         if attributes:
             _clean_attributes(attributes, cleaned, MAX_ATTRIBUTES)
-        if len(self.events) >= MAX_EVENTS:
-            del self.events[0]
+        events = self.events
+        if not isinstance(events, list):
+            events = self.events = []
+        if len(events) >= MAX_EVENTS:
+            del events[0]
             self.dropped_events += 1
-        self.events.append(Event(name, cleaned, time.time_ns() if timestamp is None else timestamp))
+        events.append(Event(name, cleaned, time.time_ns() if timestamp is None else timestamp))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if self._end_time is not None or context is None or not context.is_valid:
@@ -316,10 +320,13 @@ class Span(trace.Span):
         cleaned: dict[str, Any] = {}
         if attributes:
             _clean_attributes(attributes, cleaned, MAX_ATTRIBUTES)
-        if len(self.links) >= MAX_LINKS:
+        links = self.links
+        if not isinstance(links, list):
+            links = self.links = []
+        if len(links) >= MAX_LINKS:
             self.dropped_links += 1
             return
-        self.links.append(Link(context, cleaned))
+        links.append(Link(context, cleaned))
 
     def update_name(self, name: str) -> None:
         if self._end_time is None:
@@ -363,7 +370,7 @@ class Span(trace.Span):
             if self._end_time is not None:
                 return
             self._end_time = time.time_ns() if end_time is None else end_time
-        self._processor.on_end(self)
+        self._tracer.processor.on_end(self)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None

@@ -38,15 +38,27 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind
 POINTERS = "hoptrace.pointers"
 
 
-@dataclass
 class AwsCall:
-    """One botocore API call in flight, as the carriers see it."""
+    """One botocore API call in flight, as the carriers see it.
 
-    service: str  # botocore service id, hyphenized and lower case: "sqs", "dynamodb", "eventbridge"
-    operation: str  # "SendMessage"
-    params: dict[str, Any]  # the API parameters; carriers copy nested values before changing them
-    span: Span
-    region: str | None = None
+    A plain slotted class, not a dataclass: one is made per AWS call, on the hot path.
+    """
+
+    __slots__ = ("body_suffix", "may_splice", "operation", "params", "region", "service", "span")
+
+    def __init__(
+        self, service: str, operation: str, params: dict[str, Any], span: Span, region: str | None = None
+    ) -> None:
+        self.service = service  # botocore service id, hyphenized and lower case: "sqs", "dynamodb"
+        self.operation = operation  # "SendMessage"
+        self.params = params  # the API parameters; carriers copy nested values before changing them
+        self.span = span
+        self.region = region
+        # Set by the botocore hooks when the request is serialised as a JSON object: a carrier may
+        # then add top-level members to the serialised body (``body_suffix``) instead of to
+        # ``params``, which spares botocore validating and serialising them (most of the cost).
+        self.may_splice = False
+        self.body_suffix: bytes | None = None
 
 
 class AwsCarrier(Protocol):
@@ -84,6 +96,9 @@ def add_pointers(span: Span, pointers: list[str]) -> None:
     if not pointers:
         return
     existing = getattr(span, "attributes", None) or {}
+    if POINTERS not in existing and (len(pointers) == 1 or len(set(pointers)) == len(pointers)):
+        span.set_attribute(POINTERS, tuple(pointers))
+        return
     current = list(existing.get(POINTERS, ()))
     for p in pointers:
         if p not in current:

@@ -54,10 +54,14 @@ class OutgoingW3c:
 
     __slots__ = ("size", "values")
 
-    def __init__(self, span: Span) -> None:
-        self.values = w3c.headers_for(span)  # empty for an invalid span context
+    def __init__(self, span: Span | None, values: dict[str, str] | None = None) -> None:
+        # ``values`` when the caller already formatted them; empty for an invalid span context.
+        self.values = w3c.headers_for(span) if values is None and span is not None else (values or {})
         # Every part of an attribute counts: name, data type and value (all ASCII here).
-        self.size = sum(len(k) + _STRING_TYPE_BYTES + len(v) for k, v in self.values.items())
+        size = 0
+        for k, v in self.values.items():
+            size += len(k) + _STRING_TYPE_BYTES + len(v)
+        self.size = size
 
 
 def with_w3c(attributes: Any, body: Any, fields: OutgoingW3c) -> tuple[dict[str, Any] | None, str | None]:
@@ -75,10 +79,10 @@ def with_w3c(attributes: Any, body: Any, fields: OutgoingW3c) -> tuple[dict[str,
         return None, None
     if len(attributes) + len(fields.values) > MAX_ATTRIBUTES:
         return None, QUOTA
-    size = _text_bytes(body) + fields.size
+    size = text_bytes(body) + fields.size
     if size <= MAX_MESSAGE_BYTES:
         for name, value in attributes.items():
-            size += _text_bytes(name) + _attribute_value_bytes(value)
+            size += text_bytes(name) + _attribute_value_bytes(value)
     if size > MAX_MESSAGE_BYTES:
         return None, SIZE
     added = dict(attributes)
@@ -97,7 +101,7 @@ def record_skipped(span: Span, reasons: list[str]) -> None:
     span.set_attribute(SKIPPED_COUNT, len(reasons))
 
 
-def _text_bytes(value: Any) -> int:
+def text_bytes(value: Any) -> int:
     """Bytes a string or binary value takes on the wire (UTF-8); 0 for anything else."""
     if isinstance(value, str):
         # isascii() is O(1) in CPython, so the common case never copies the body.
@@ -110,12 +114,12 @@ def _text_bytes(value: Any) -> int:
 def _attribute_value_bytes(value: Any) -> int:
     if not isinstance(value, Mapping):
         return 0
-    size = _text_bytes(value.get("DataType")) + _text_bytes(value.get("StringValue"))
-    size += _text_bytes(value.get("BinaryValue"))
+    size = text_bytes(value.get("DataType")) + text_bytes(value.get("StringValue"))
+    size += text_bytes(value.get("BinaryValue"))
     for key in ("StringListValues", "BinaryListValues"):  # reserved by AWS, counted if ever sent
         items = value.get(key)
         if isinstance(items, list):
-            size += sum(_text_bytes(item) for item in items)
+            size += sum(text_bytes(item) for item in items)
     return size
 
 

@@ -14,6 +14,7 @@ delivery), ``AWSTraceHeader``.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ from . import POINTERS, AwsCall, RecordContext, add_pointers, inject_entries, xr
 from .sns import (
     CARRIER_USED,
     FAILED_COUNT,
+    MAX_MESSAGE_BYTES,
+    SIZE,
     AttributeShape,
     OutgoingW3c,
     envelope_in_body,
@@ -32,6 +35,7 @@ from .sns import (
     read_envelope,
     read_w3c,
     record_skipped,
+    text_bytes,
     with_w3c,
 )
 
@@ -67,7 +71,15 @@ def queue_name(url: Any) -> str | None:
     """``https://sqs.us-east-1.amazonaws.com/123456789012/orders`` -> ``orders``."""
     if not isinstance(url, str) or not url:
         return None
-    return url.rstrip("/").rsplit("/", 1)[-1] or None
+    name = _queue_names.get(url)
+    if name is None:
+        if len(_queue_names) >= 256:
+            _queue_names.clear()
+        name = _queue_names[url] = url.rstrip("/").rsplit("/", 1)[-1]
+    return name or None
+
+
+_queue_names: dict[str, str] = {}  # a function sends to a few queues, many times
 
 
 # --- producer side -----------------------------------------------------------------------
@@ -80,8 +92,18 @@ class _Outgoing:
 
     def __init__(self, span: Span) -> None:
         ctx = span.get_span_context()
-        self.trace_header = xray.format_header(ctx) if ctx.is_valid else None
-        self.w3c = OutgoingW3c(span)
+        if not ctx.is_valid:
+            self.trace_header = None
+            self.w3c = OutgoingW3c(None, {})
+            return
+        # Both headers from one formatting of the ids: this runs for every message sent.
+        trace_id, span_id, flags = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", ctx.trace_flags
+        sampled = "1" if flags & 1 else "0"
+        self.trace_header = f"Root=1-{trace_id[:8]}-{trace_id[8:]};Parent={span_id};Sampled={sampled}"
+        values = {"traceparent": f"00-{trace_id}-{span_id}-{flags:02x}"}
+        if ctx.trace_state:
+            values["tracestate"] = ctx.trace_state.to_header()
+        self.w3c = OutgoingW3c(None, values)
 
     def inject(self, message: dict[str, Any]) -> str | None:
         """Put context into one message (a dict of ours); the reason W3C was left out, if it was."""
@@ -96,6 +118,34 @@ class _Outgoing:
         if attributes is not None:
             message["MessageAttributes"] = attributes
         return reason
+
+    def json_members(self, message: Mapping[str, Any]) -> tuple[bytes | None, str | None]:
+        """The same context as JSON members to append to a serialised SendMessage body.
+
+        Only for a message with neither kind of attributes of its own (the common case): the
+        members are then new, so they can be written without parsing the body, and the rules
+        of ``inject`` reduce to the size check of ``with_w3c``.
+        """
+        if self.trace_header is None:
+            return None, None
+        members = _SYSTEM_MEMBER % self.trace_header
+        reason = None
+        if text_bytes(message.get("MessageBody")) + self.w3c.size > MAX_MESSAGE_BYTES:
+            reason = SIZE  # with no attributes of the user's, the quota cannot be what stops W3C
+        elif self.w3c.values:
+            values = self.w3c.values
+            members += _TRACEPARENT_MEMBER % values["traceparent"]
+            if "tracestate" in values:
+                # tracestate may hold a quote or a backslash: let json escape it.
+                members += _TRACESTATE_MEMBER % json.dumps(values["tracestate"])
+            members += "}"
+        return members.encode("ascii"), reason
+
+
+# JSON members for ``_Outgoing.json_members``: the same shapes botocore would serialise.
+_SYSTEM_MEMBER = ', "MessageSystemAttributes": {"AWSTraceHeader": {"DataType": "String", "StringValue": "%s"}}'
+_TRACEPARENT_MEMBER = ', "MessageAttributes": {"traceparent": {"DataType": "String", "StringValue": "%s"}'
+_TRACESTATE_MEMBER = ', "tracestate": {"DataType": "String", "StringValue": %s}'
 
 
 class SqsCarrier:
@@ -125,8 +175,12 @@ class SqsCarrier:
         outgoing = _Outgoing(span)
         reasons: list[str] = []
         if operation == "SendMessage":
-            # call.params is botocore's own dict for this call; only nested values are the user's.
-            reason = outgoing.inject(params)
+            if call.may_splice and "MessageSystemAttributes" not in params and "MessageAttributes" not in params:
+                # Added to the serialised body: botocore would spend more on the attributes than we do.
+                call.body_suffix, reason = outgoing.json_members(params)
+            else:
+                # call.params is botocore's own dict for this call; only nested values are the user's.
+                reason = outgoing.inject(params)
             if reason:
                 reasons.append(reason)
         else:
@@ -185,10 +239,10 @@ def received_from(message_id: str) -> str | None:
 
 def _pointers(message_id: Any, md5: Any) -> list[str]:
     pointers = []
-    if isinstance(message_id, str) and message_id:
-        pointers.append(f"sqs:msg:{message_id}")
-    if isinstance(md5, str) and md5:
-        pointers.append(f"md5:{md5}")
+    if type(message_id) is str and message_id:
+        pointers.append("sqs:msg:" + message_id)
+    if type(md5) is str and md5:
+        pointers.append("md5:" + md5)
     return pointers
 
 

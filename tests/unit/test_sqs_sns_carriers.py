@@ -712,3 +712,100 @@ def test_an_sns_record_without_an_sns_object_says_so() -> None:
     rc = sns.extract({"EventSource": "aws:sns", "Sns": "text"})
     assert rc.failed_to_extract == "SNS record has no Sns object"
     assert rc.attributes["messaging.system"] == "aws_sns"
+
+
+# --- SendMessage through botocore: context added to the serialised body -----------------
+
+
+class _SentBodies:
+    """An SQS client that answers SendMessage locally and keeps each request body as sent."""
+
+    def __init__(self) -> None:
+        import boto3
+
+        self.bodies: list[dict[str, Any]] = []
+        self.client: Any = boto3.session.Session(region_name="us-east-1").client("sqs")
+        self.client.meta.events.register("before-send.sqs.SendMessage", self._answer)
+
+    def _answer(self, request: Any, **_: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
+        from botocore.compat import HTTPHeaders
+
+        self.bodies.append(json.loads(request.body))
+        answer = json.dumps({"MessageId": "m-1", "MD5OfMessageBody": "0" * 32}).encode()
+
+        class Raw:
+            def stream(self, amt: int | None = None) -> Any:
+                yield answer
+
+        headers = HTTPHeaders()
+        headers["x-amzn-RequestId"] = "r-1"
+        return AWSResponse(request.url, 200, headers, Raw())
+
+
+def expected_by_parameters(tracing: Tracing, sent: dict[str, Any]) -> dict[str, Any]:
+    """What injecting into the parameters gives for the span the sent message names."""
+    header = sent["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"]
+    parent = xray.parse_header(header)
+    assert parent is not None
+    tracestate = sent.get("MessageAttributes", {}).get("tracestate", {}).get("StringValue")
+    state = TraceState.from_header([tracestate]) if tracestate else None
+    span = NonRecordingSpan(
+        SpanContext(parent.trace_id, parent.span_id, False, TraceFlags(1), state)  # the producer span
+    )
+    c = AwsCall("sqs", "SendMessage", {k: v for k, v in sent.items() if "Attributes" not in k}, span)
+    sqs.CARRIER.on_request(c)
+    return c.params
+
+
+def test_a_plain_send_carries_the_same_context_as_parameter_injection_would(tracing: Tracing) -> None:
+    sent = _SentBodies()
+    sent.client.send_message(QueueUrl=QUEUE_URL, MessageBody="hello")
+    (body,) = sent.bodies
+    assert set(body["MessageAttributes"]) == {"traceparent"}
+    assert body == expected_by_parameters(tracing, body)
+    span = tracing.span("SQS.SendMessage")
+    assert w3c.extract({"traceparent": body["MessageAttributes"]["traceparent"]["StringValue"]}) is not None
+    assert body["MessageAttributes"]["traceparent"]["StringValue"].split("-")[2] == f"{span.context.span_id:016x}"
+
+
+def test_a_tracestate_with_quotes_is_escaped_in_the_serialised_body(tracing: Tracing) -> None:
+    sent = _SentBodies()
+    state = TraceState([("vendor", 'a"b\\c')])
+    with tracing.state.tracer.start_as_current_span(
+        "parent", context=trace.set_span_in_context(NonRecordingSpan(remote(0xABC, 0xDEF, state)))
+    ):
+        sent.client.send_message(QueueUrl=QUEUE_URL, MessageBody="hello")
+    (body,) = sent.bodies
+    assert body["MessageAttributes"]["tracestate"]["StringValue"] == 'vendor=a"b\\c'
+    assert body == expected_by_parameters(tracing, body)
+
+
+def test_a_message_too_big_for_w3c_still_carries_the_trace_header(tracing: Tracing) -> None:
+    sent = _SentBodies()
+    sent.client.send_message(QueueUrl=QUEUE_URL, MessageBody="x" * (sns.MAX_MESSAGE_BYTES - 10))
+    (body,) = sent.bodies
+    assert "MessageAttributes" not in body
+    assert "AWSTraceHeader" in body["MessageSystemAttributes"]
+    assert tracing.span("SQS.SendMessage").attributes[sns.SKIPPED] == sns.SIZE
+
+
+def test_the_users_own_attributes_are_merged_and_left_unchanged(tracing: Tracing) -> None:
+    sent = _SentBodies()
+    mine = {"tenant": {"DataType": "String", "StringValue": "t-1"}}
+    sent.client.send_message(QueueUrl=QUEUE_URL, MessageBody="hello", MessageAttributes=mine)
+    (body,) = sent.bodies
+    assert set(body["MessageAttributes"]) == {"tenant", "traceparent"}
+    assert "AWSTraceHeader" in body["MessageSystemAttributes"]
+    assert mine == {"tenant": {"DataType": "String", "StringValue": "t-1"}}
+
+
+def test_a_body_that_is_not_a_json_object_is_sent_unchanged(tracing: Tracing) -> None:
+    from hoptrace.instrumentation import botocore_hooks
+
+    c = call(tracing, "sqs", "SendMessage", {"QueueUrl": QUEUE_URL, "MessageBody": "x"})
+    c.body_suffix = b', "X": 1'
+    params = {"body": {"Action": "SendMessage"}}  # the query protocol's form fields
+    botocore_hooks._before_call(params=params, context={botocore_hooks._CALL_KEY: c})
+    assert params == {"body": {"Action": "SendMessage"}}
+    assert attrs(c)[sns.SKIPPED] == "serialization"
