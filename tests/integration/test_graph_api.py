@@ -126,3 +126,55 @@ def test_bad_parameters_are_refused_with_what_to_fix(shop) -> None:
     backwards = client.get("/api/v1/map", params={"from": "2030-01-01T00:00:00Z", "to": "2020-01-01T00:00:00Z"})
     assert backwards.status_code == 400 and "before" in backwards.text
     assert client.get("/api/v1/transactions", params={"status": "weird"}).status_code == 422
+
+
+def test_a_read_token_sees_only_its_own_projects_transactions_and_map(tmp_path) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from hoptrace.collector.app import create_app
+    from hoptrace.collector.auth import create_project
+    from hoptrace.collector.config import CollectorConfig
+    from hoptrace.collector.store import open_store
+    from tests.otlp_build import request, span
+
+    db = f"sqlite:///{tmp_path / 'projects.db'}"
+    store = open_store(db)
+    store.migrate()
+    _, ingest_a, read_a = create_project(store, "team-a")
+    _, _, read_b = create_project(store, "team-b")
+    store.close()
+    start = time.time_ns() - 60 * 10**9
+    send_span = span(
+        "SQS.SendMessage",
+        kind=4,
+        start_ns=start,
+        attributes={
+            "messaging.system": "aws_sqs",
+            "messaging.destination.name": "secret-orders",
+            "messaging.message.id": "m-1",
+        },
+    )
+    with TestClient(create_app(CollectorConfig(store_url=db))) as api:
+        posted = api.post(
+            "/v1/traces",
+            content=request([send_span], "api").SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {ingest_a}"},
+        )
+        assert posted.status_code == 200
+
+        def get(path: str, token: str | None) -> Any:
+            return api.get(path, headers={"Authorization": f"Bearer {token}"} if token else {})
+
+        txn_id = send_span.trace_id.hex()
+        assert [t["id"] for t in get("/api/v1/transactions", read_a).json()["transactions"]] == [txn_id]
+        assert get("/api/v1/transactions", read_b).json()["transactions"] == []
+        assert get(f"/api/v1/transactions/{txn_id}", read_a).status_code == 200
+        assert get(f"/api/v1/transactions/{txn_id}", read_b).status_code == 404
+        assert {e["id"] for e in get("/api/v1/map", read_a).json()["edges"]} == {
+            "service:api|queue:secret-orders|publish"
+        }
+        assert get("/api/v1/map", read_b).json()["edges"] == []
+        assert get("/api/v1/map", None).status_code == 401
+        assert get("/api/v1/transactions", ingest_a).status_code == 403
