@@ -153,7 +153,9 @@ class SqliteStore:
         rows = (
             self._reader()
             .execute(
-                f"SELECT {_SPAN_COLUMNS}, r.data FROM spans s"
+                # INDEXED BY: without statistics SQLite walks spans_by_start for the ORDER BY,
+                # a scan of the project's spans (1 s at a million), instead of the trace's few.
+                f"SELECT {_SPAN_COLUMNS}, r.data FROM spans s INDEXED BY spans_by_trace"
                 " JOIN resources r ON r.project_id = s.project_id AND r.key = s.resource_key"
                 " WHERE s.project_id = ? AND s.trace_id = ? ORDER BY s.start_ns, s.span_id",
                 (project_id, trace_id),
