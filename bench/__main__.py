@@ -15,9 +15,10 @@ from types import ModuleType
 from bench.measure import progress
 from bench.report import OUT_DIR, environment
 
-# Group name -> module. Add the collector's benchmarks here when they exist.
+# Group name -> module.
 GROUPS = {
     "instrumentation": "bench.instrumentation",
+    "collector": "bench.collector",
 }
 
 

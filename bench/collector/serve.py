@@ -1,0 +1,82 @@
+"""``hoptrace serve`` as a child process of the run, on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.measure import REPO_ROOT, child_env
+from bench.report import OUT_DIR
+
+LOG_DIR = OUT_DIR / "collector"
+
+
+@dataclass
+class Served:
+    url: str
+    pid: int
+    log: Path
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the collector process has used so far (all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def collector(store_url: str, name: str, *extra: str, start_timeout_s: float = 120.0) -> Iterator[Served]:
+    """Start ``hoptrace serve --store URL`` on 127.0.0.1; stopped with SIGTERM (it drains) afterwards."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    log = LOG_DIR / f"serve-{name}.log"
+    cmd = [sys.executable, "-m", "hoptrace.collector.cli", "serve", "--store", store_url, "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--log-level", "warning", *extra]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=child_env(), stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"hoptrace serve exited with {proc.returncode} before answering:\n{tail}")
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=2.0):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"hoptrace serve did not answer on {url} within {start_timeout_s:.0f}s"
+                    ) from None
+                time.sleep(0.1)
+        yield Served(url, proc.pid, log)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
