@@ -8,10 +8,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
@@ -93,7 +95,22 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     ingest, read = create_project(store, "shop")
     with CollectorProcess(store) as collector:
         orders = post_orders(collector.url, ingest)
+        wait_for_transactions(collector.url, read, len(orders))
         yield Shop(url=collector.url, read_token=read, ingest_token=ingest, orders=orders)
+
+
+def wait_for_transactions(url: str, read_token: str, count: int, timeout: float = 30.0) -> None:
+    """Until the graph has stitched every posted order into a transaction (it works behind the ack)."""
+    deadline = time.monotonic() + timeout
+    found = -1
+    while time.monotonic() < deadline:
+        answer = httpx.get(f"{url}/api/v1/transactions", headers={"Authorization": f"Bearer {read_token}"}, timeout=10)
+        if answer.status_code == 200:
+            found = len(answer.json()["transactions"])
+            if found >= count:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"the collector showed {found} transactions of the {count} orders posted within {timeout} s")
 
 
 @pytest.fixture(scope="session")

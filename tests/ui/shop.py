@@ -24,6 +24,7 @@ def _resource(function: str) -> dict[str, object]:
     return {
         "faas.name": function,
         "cloud.provider": "aws",
+        "cloud.platform": "aws_lambda",
         "cloud.region": "eu-west-1",
         "cloud.account.id": "123456789012",
         "cloud.resource_id": f"arn:aws:lambda:eu-west-1:123456789012:function:{function}",

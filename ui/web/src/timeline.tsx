@@ -158,7 +158,8 @@ export function Timeline(props: {
                       <li class="tl-dwell" key={`hop-${hi}`} data-testid="dwell">
                         <span class="tl-label" style={{ paddingLeft: `${depth * 14 + 6}px` }}>
                           ⇢ via {hop.via} · waited {ms(hop.dwell_ms ?? Number(start - from) / 1e6)}
-                          {hop.skew ? " (the clocks disagree: the wait was clamped)" : ""}
+                          {hop.attempt && hop.attempt > 1 ? ` · attempt ${hop.attempt}` : ""}
+                          {hop.clock_skew ? " (the clocks disagree: the wait was clamped)" : ""}
                         </span>
                         <span class="tl-track">
                           <span class="dwell-bar" style={{ left: `${dl}%`, width: `${dw}%` }} />

@@ -121,7 +121,8 @@ export interface Hop {
   to_span: string;
   via: string;
   dwell_ms?: number | null;
-  skew?: boolean;
+  clock_skew?: boolean;
+  attempt?: number;
   [more: string]: unknown;
 }
 

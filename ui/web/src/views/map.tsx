@@ -2,7 +2,7 @@
 // of the same nodes and edges for keyboards and screen readers, and a panel for the selection.
 import { useMemo, useState } from "preact/hooks";
 import { Drawer, ErrorBox, HowToSendData, Link, Loading } from "../common";
-import { ms, pct, show } from "../format";
+import { ms, pct, plural, show } from "../format";
 import { edgeId, edgeLabel, healthOf, metricsOf, type Selection, ServiceMapGraph } from "../graph";
 import { useApi } from "../hooks";
 import { carryRange, type Location, navigate, withParams } from "../router";
@@ -23,6 +23,11 @@ function compareWindow(key: string, window: Window): { from: number; to: number 
 }
 
 const SERVICE_KINDS = new Set(["function", "service"]);
+
+/** The transaction search through a node: by service name, or by the resource's node id (kind:name). */
+function throughFilter(node: MapNode): Record<string, string> {
+  return SERVICE_KINDS.has(node.kind) ? { service: node.name } : { resource: node.id };
+}
 
 function Sparkline(props: { values: number[]; label: string }) {
   const { values } = props;
@@ -141,7 +146,7 @@ function SelectionPanel(props: {
   if (selection.type === "node") {
     const node = byId.get(selection.id);
     if (!node) return null;
-    const filter: Record<string, string> = SERVICE_KINDS.has(node.kind) ? { service: node.name } : { resource: node.name };
+    const filter = throughFilter(node);
     return (
       <Drawer title={`${node.kind}: ${node.name}`} testid="map-panel" onClose={props.onClose}>
         <Metrics item={node} minutes={props.minutes} />
@@ -168,7 +173,7 @@ function SelectionPanel(props: {
       {target ? (
         <p>
           <Link
-            href={carryRange(location, "/transactions", SERVICE_KINDS.has(target.kind) ? { service: target.name } : { resource: target.name })}
+            href={carryRange(location, "/transactions", throughFilter(target))}
           >
             Search transactions through this edge's target
           </Link>
@@ -193,7 +198,7 @@ export function ElementList(props: { map: ServiceMap; minutes: number; onSelect:
                   <span class={`kind kind-${node.kind}`}>{node.kind}</span> {node.name}
                 </button>{" "}
                 <span class="muted">
-                  {h.count ? `${h.count} calls, ${pct(Number(metricsOf(node).errors ?? 0), h.count)} errors` : "no calls"}
+                  {h.count ? `${plural(h.count, "call")}, ${pct(Number(metricsOf(node).errors ?? 0), h.count)} errors` : "no calls"}
                   {node.status && node.status !== "same" ? ` · ${node.status}` : ""}
                 </span>
               </li>

@@ -52,6 +52,9 @@ export function TransactionView(props: { location: Location; window: Window; tic
             </details>
           ) : null}
           <h2>Timeline</h2>
+          {data.spans_truncated ? (
+            <p class="muted">This transaction has more spans than one page shows; the first {spans.length} are drawn.</p>
+          ) : null}
           <Timeline
             spans={spans}
             hops={hops}

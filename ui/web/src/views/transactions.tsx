@@ -53,7 +53,7 @@ export function TransactionsView(props: { location: Location; window: Window; ti
         testid="transaction-filters"
         fields={[
           { name: "service", label: "Service / function", list: "service-names", placeholder: "any" },
-          { name: "resource", label: "Resource", placeholder: "queue, topic, table…" },
+          { name: "resource", label: "Resource", placeholder: "queue:orders, table:users…" },
           {
             name: "status",
             label: "Status",
@@ -62,6 +62,7 @@ export function TransactionsView(props: { location: Location; window: Window; ti
               { value: "", label: "any" },
               { value: "error", label: "with errors" },
               { value: "ok", label: "ok" },
+              { value: "incomplete", label: "incomplete (a message never consumed)" },
             ],
           },
           { name: "min_ms", label: "Min ms", type: "number" },
