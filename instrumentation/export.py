@@ -65,8 +65,9 @@ class _Batch:
 class ExportWorker:
     """One daemon thread that owns the exporter and sends batches handed to it.
 
-    The exporter is built on the worker thread, so its (slow) import and set-up overlap the
-    function's own cold start instead of adding to it.
+    The thread starts, and builds the exporter, when the first batch arrives: during the
+    function's init it would only compete for the GIL with the function's own imports (a
+    thread that wants the GIL costs the one holding it up to the 5 ms switch interval).
     """
 
     def __init__(self, factory: ExporterFactory, max_pending: int = 4) -> None:
@@ -74,8 +75,17 @@ class ExportWorker:
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=max_pending)
         self._exporter: Exporter | None = None
         self._last: _Batch | None = None
-        self._thread = threading.Thread(target=self._run, name="hoptrace-export", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="hoptrace-export", daemon=True)
+                thread.start()
+                self._thread = thread
 
     def _run(self) -> None:
         # Our own HTTP instrumentation must not trace the exporter's requests.
@@ -115,6 +125,7 @@ class ExportWorker:
             last = self._last
             return last is None or last.done.wait(max(budget_s, 0.0))
         batch = _Batch(spans)
+        self._ensure_started()
         try:
             self._queue.put_nowait(batch)
             self._last = batch
@@ -129,6 +140,8 @@ class ExportWorker:
         return False
 
     def shutdown(self, timeout_s: float = 1.0) -> None:
+        if self._thread is None:
+            return  # never started: nothing was sent, nothing to close
         try:
             self._queue.put(None, timeout=timeout_s)
         except queue.Full:

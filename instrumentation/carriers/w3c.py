@@ -7,13 +7,13 @@ attributes, HTTP headers, the Lambda ClientContext.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanContext
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-_propagator = TraceContextTextMapPropagator()
 FIELDS = ("traceparent", "tracestate")
+_propagator: Any = None  # OpenTelemetry's W3C parser, imported when a consumer first reads context
 
 
 def headers_for(span: Span) -> dict[str, str]:
@@ -25,7 +25,7 @@ def headers_for(span: Span) -> dict[str, str]:
     ctx = span.get_span_context()
     if not ctx.is_valid:
         return {}
-    carrier = {"traceparent": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"}
+    carrier = {"traceparent": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"}
     if ctx.trace_state:
         carrier["tracestate"] = ctx.trace_state.to_header()
     return carrier
@@ -33,7 +33,12 @@ def headers_for(span: Span) -> dict[str, str]:
 
 def extract(carrier: Mapping[str, str]) -> SpanContext | None:
     """The remote span context in a string map, or None if there is none or it is malformed."""
+    global _propagator
     if not carrier.get("traceparent"):
         return None
+    if _propagator is None:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        _propagator = TraceContextTextMapPropagator()
     ctx = trace.get_current_span(_propagator.extract(carrier)).get_span_context()
     return ctx if ctx.is_valid else None
