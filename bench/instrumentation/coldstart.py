@@ -12,18 +12,28 @@ runtime (``runtime.py``), and each run is a fresh interpreter:
 SendMessage is answered locally (``sqs_stub``), so no run leaves the machine; spans go to the
 OTLP endpoint (our loopback sink, or ``--endpoint``). Runs are interleaved, each round in a
 rotated order, so a noisy moment hurts all variants alike.
+
+Packaged as a Lambda function is: hoptrace is built into a wheel and installed into the task
+root (``pip install --target``, what a deployment package or layer holds), and every run is
+``python -S`` with the task root and this interpreter's site-packages on ``PYTHONPATH``. So no
+variant pays for the repository's editable install (its import hook and ``.pth`` file), which
+a deployed function never has.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import site
+import subprocess
 import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.measure import Budget, ChildFailed, child_env, median, progress, run_json_child
+from bench.measure import REPO_ROOT, Budget, ChildFailed, child_env, median, progress, run_json_child
 from bench.report import Row, Section
 
 from . import lambda_env, sqs_stub
@@ -98,9 +108,9 @@ HANDLERS = {
     + '''
 
 def bench_settle():
-    """Not timed: wait for the export, so the run can check the spans arrived."""
+    """Not timed: wait for the export, so the run can check the spans arrived (and which hoptrace ran)."""
     hoptrace.flush(5000)
-    return hoptrace.stats()
+    return {"stats": hoptrace.stats(), "file": hoptrace.__file__}
 ''',
     "otel": _COMMON
     + """import logging
@@ -133,22 +143,54 @@ def bench_settle():
 
 
 def write_task_root(root: Path) -> None:
-    """The runtime stand-in, its helpers and one handler module per variant."""
+    """The runtime stand-in, its helpers, one handler module per variant, and hoptrace from a wheel."""
     (root / "runtime.py").write_text(RUNTIME.format(warm=WARM_INVOCATIONS))
     shutil.copy(lambda_env.__file__, root / "lambda_env.py")
     shutil.copy(sqs_stub.__file__, root / "sqs_stub.py")
     for variant, source in HANDLERS.items():
         (root / f"handler_{variant}.py").write_text(source)
+    install_hoptrace_wheel(root)
+
+
+def install_hoptrace_wheel(root: Path) -> None:
+    """Build this checkout into a wheel and install it (no dependencies) into ``root``."""
+    progress("cold start: building hoptrace's wheel into the task root")
+    wheels = root / "_wheels"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO_ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("hoptrace-*.whl")
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--no-compile", "--target", str(root), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    shutil.rmtree(wheels)
+
+
+def python_path(root: Path) -> str:
+    """The task root first (as in Lambda), then this interpreter's site-packages for the dependencies."""
+    dirs = [str(root)]
+    for d in [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()]:
+        if d not in dirs:
+            dirs.append(d)
+    return os.pathsep.join(dirs)
 
 
 def function_name(variant: str) -> str:
     return f"bench-coldstart-{variant}"
 
 
-def variant_env(variant: str, endpoint: str) -> dict[str, str]:
+def variant_env(variant: str, endpoint: str, root: Path) -> dict[str, str]:
     env = child_env(lambda_env.environment(function_name(variant), f"handler_{variant}.handler"))
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
     env["BENCH_QUEUE_URL"] = lambda_env.QUEUE_URL
+    env["PYTHONPATH"] = python_path(root)
     return env
 
 
@@ -174,13 +216,15 @@ class Samples:
 def run(runs: int, endpoint: str, budget: Budget, warnings: list[str]) -> Section:
     """Measure ``runs`` fresh processes per variant, interleaved; two untimed warm-ups each first."""
     samples = {v: Samples() for v in VARIANTS}
-    with tempfile.TemporaryDirectory(prefix="hoptrace-bench-task-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hoptrace_bench-task-root_") as tmp:
         root = Path(tmp)
         write_task_root(root)
-        envs = {v: variant_env(v, endpoint) for v in VARIANTS}
+        envs = {v: variant_env(v, endpoint, root) for v in VARIANTS}
 
         def once(variant: str) -> tuple[dict[str, Any], int]:
-            return run_json_child([sys.executable, "runtime.py"], env=envs[variant], cwd=root, timeout_s=60)
+            # -S: no site-packages processing (.pth files, the editable install's finder); the
+            # paths come from PYTHONPATH, as a Lambda runtime's come from its own configuration.
+            return run_json_child([sys.executable, "-S", "runtime.py"], env=envs[variant], cwd=root, timeout_s=60)
 
         for variant in VARIANTS:  # fills the bytecode and file caches
             for _ in range(2):
@@ -204,9 +248,13 @@ def run(runs: int, endpoint: str, budget: Budget, warnings: list[str]) -> Sectio
 
 def _check_delivery(samples: dict[str, Samples], warnings: list[str]) -> None:
     expected = 2 * (1 + WARM_INVOCATIONS)  # invocation span + SendMessage span, per invocation
-    for stats in samples["hoptrace"].settle:
-        if not isinstance(stats, dict):
+    for settled in samples["hoptrace"].settle:
+        if not isinstance(settled, dict):
             continue
+        if "_bench-task-root_" not in str(settled.get("file")):
+            warnings.append(f"cold start: hoptrace was imported from {settled.get('file')}, not the task root's wheel")
+            break
+        stats = settled.get("stats") or {}
         errors = {k: v for k, v in stats.items() if k.startswith("internal_errors")}
         if errors:
             warnings.append(f"cold start: hoptrace counted internal errors {errors}: its figures may be too low")
@@ -226,7 +274,8 @@ def _section(samples: dict[str, Samples], runs: int) -> Section:
     section = Section(
         "Cold start",
         f"Median of {n} fresh processes per variant (interleaved, rotated order); a handler module "
-        "importing boto3 and making an SQS client, imported by a stand-in Lambda runtime. "
+        "importing boto3 and making an SQS client, imported by a stand-in Lambda runtime; hoptrace "
+        "installed from its wheel into the task root, `python -S` (no editable-install hook). "
         "`first invocation` includes the first flush; SendMessage is answered locally.",
     )
     figures = [
@@ -259,5 +308,5 @@ def _section(samples: dict[str, Samples], runs: int) -> Section:
     section.raw["paired_init_added_ms"] = {
         v: median([a - b for a, b in zip(samples[v].init_ms, bare.init_ms)]) for v in ("hoptrace", "otel")
     }
-    section.raw["hoptrace_stats_last_run"] = samples["hoptrace"].settle[-1] if samples["hoptrace"].settle else None
+    section.raw["hoptrace_settled_last_run"] = samples["hoptrace"].settle[-1] if samples["hoptrace"].settle else None
     return section

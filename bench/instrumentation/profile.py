@@ -53,13 +53,16 @@ class Frame:
 
     @property
     def ours(self) -> bool:
-        return self.file.startswith(_OURS)
+        # The checkout's files, or the wheel installed into a cold-start task root.
+        return self.file.startswith(_OURS) or "/hoptrace/instrumentation/" in self.file
 
     @property
     def where(self) -> str:
         """A short file name: ``hoptrace/…`` for ours, the path below site-packages for installed code."""
-        if self.ours:
+        if self.file.startswith(_OURS):
             return "hoptrace/" + self.file[len(str(REPO_ROOT)) + 1 :]
+        if self.ours:
+            return "hoptrace/" + self.file.rsplit("/hoptrace/", 1)[1]
         if "site-packages/" in self.file:
             return self.file.split("site-packages/", 1)[1]
         if "/lib/python" in self.file:
@@ -190,7 +193,7 @@ def profile_coldstart(endpoint: str, runs: int = 8) -> list[str]:
     by_line: dict[str, defaultdict[str, float]] = {v: defaultdict(float) for v in ("bare", "hoptrace")}
     by_package: dict[str, defaultdict[str, float]] = {v: defaultdict(float) for v in ("bare", "hoptrace")}
     totals: defaultdict[str, float] = defaultdict(float)
-    with tempfile.TemporaryDirectory(prefix="hoptrace-bench-profile-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hoptrace_bench-task-root_profile-") as tmp:
         root = Path(tmp)
         coldstart.write_task_root(root)
         for i in range(runs):
@@ -199,8 +202,8 @@ def profile_coldstart(endpoint: str, runs: int = 8) -> list[str]:
                 handler_file = f"handler_{variant}.py"
                 source = (root / handler_file).read_text().splitlines()
                 rec = record(
-                    [sys.executable, "runtime.py"],
-                    env=coldstart.variant_env(variant, endpoint),
+                    [sys.executable, "-S", "runtime.py"],
+                    env=coldstart.variant_env(variant, endpoint, root),
                     cwd=root,
                     name=f"coldstart-{variant}-{i}",
                 )
@@ -290,13 +293,17 @@ def profile_aws_call() -> list[str]:
     )
     total = {k: sum(p["self"].values()) * us[k] for k, p in prof.items()}
     incl = prof["traced"]["inclusive"]
-    ours = sum(v for f, v in incl.items() if f.startswith(("inner (hoptrace/instrumentation/guard.py",)))
+    hooks = tuple(
+        f"{fn} (hoptrace/instrumentation/botocore_hooks.py"
+        for fn in ("_before_parameter_build", "_before_call", "_after_call")
+    )
+    ours = sum(v for f, v in incl.items() if f.startswith(hooks))
     lines = [
         f"**SendMessage (stub)**, hoptrace worker under pyinstrument (which slowed calls "
         f"{prof['bare']['slowdown']:.1f}×; figures scaled back), µs per call: traced {total['traced']:.0f}, "
         f"bare {total['bare']:.0f}, bare + hoptrace's attributes {total.get('bare_ctx', float('nan')):.0f}; "
-        f"{ours * us['traced']:.0f} µs of a traced call are inside hoptrace's guarded hooks (carriers and the SDK "
-        "calls they make included); the rest of the difference is botocore doing more for it.",
+        f"{ours * us['traced']:.0f} µs of a traced call are inside hoptrace's botocore hooks (carriers and span "
+        "work included); the rest of the difference is botocore doing more for it.",
         "",
         "| function (self time) | traced µs | bare µs | added µs |",
         "|---|--:|--:|--:|",
