@@ -83,3 +83,24 @@ def test_a_failed_order_found_by_its_label_is_followed_across_the_queue(shop_pag
     expect(drawer).to_contain_text("PaymentDeclined")
     expect(drawer.get_by_test_id("span-labels")).to_contain_text(order.order_id)
     screenshot(shop_page, "live-transaction")
+
+
+def test_the_keyboard_reaches_the_maps_controls_and_opens_a_node(shop_page: Page, shop: Shop) -> None:
+    shop_page.goto(f"{shop.url}/map")
+    expect(shop_page.get_by_test_id("map-nodes").locator("li")).to_have_count(5)
+    reached: list[str] = []
+    for _ in range(30):
+        shop_page.keyboard.press("Tab")
+        reached.append(shop_page.evaluate(
+            "() => { const e = document.activeElement;"
+            " return (e.getAttribute('aria-label') || e.getAttribute('name') || e.textContent || '').trim(); }"
+        ))  # fmt: skip
+        if reached[-1] == "function order-worker":
+            break
+    for control in ["range", "refresh", "compare", "Zoom in", "Fit", "api POST /orders"]:
+        assert any(control in r or r == control for r in reached), f"Tab never reached {control!r}: {reached}"
+    assert reached[-1] == "function order-worker", reached
+    shop_page.keyboard.press("Enter")
+    expect(shop_page.get_by_test_id("map-panel")).to_contain_text("function: order-worker")
+    shop_page.keyboard.press("Escape")
+    expect(shop_page.get_by_test_id("map-panel")).to_have_count(0)

@@ -1,8 +1,10 @@
 """The service map and transaction views, against answers in the shape of DESIGN §7.
 
-The collector's graph endpoints are another issue's work; until they land, Playwright answers
-``/api/v1/map`` and ``/api/v1/transactions`` with contract-shaped JSON (tests/ui/contract.py)
-while the page, its assets and every other call come from the real collector.
+Playwright answers ``/api/v1/map`` and ``/api/v1/transactions`` with contract-shaped JSON
+(tests/ui/contract.py) while the page, its assets and every other call come from the real
+collector: this covers what the shop's few spans cannot make the graph produce (throttles,
+per-minute series, a week-earlier comparison with new and gone elements, wide maps).
+test_graph_live.py runs the same views on the collector's own graph.
 """
 
 from __future__ import annotations

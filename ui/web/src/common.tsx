@@ -32,7 +32,7 @@ export function ErrorBox(props: { error: ApiError; what?: string }) {
       <div>
         <code>GET {error.path}</code> → {status}: <span class="error-detail">{error.detail}</span>
       </div>
-      {error.status === 404 && error.path.match(/\/api\/v1\/(map|transactions)/) ? (
+      {error.status === 404 && error.detail === "Not Found" && error.path.match(/\/api\/v1\/(map|transactions)/) ? (
         <div class="hint">This collector does not serve this part of the API yet (it comes with the graph).</div>
       ) : null}
     </div>
