@@ -194,3 +194,31 @@ def test_a_custom_time_range_goes_to_the_url_and_the_api(shop_page: Page, shop: 
     assert (int(query["from"][0]), int(query["to"][0])) == (expected_from, expected_to)
     # Nothing was sent that day.
     expect(shop_page.get_by_test_id("how-to-send")).to_contain_text("No spans in this time range")
+
+
+def test_span_pages_follow_the_cursor_and_columns_sort(shop_page: Page, shop: Shop) -> None:
+    shop_page.goto(f"{shop.url}/spans?limit=12")
+    rows = shop_page.get_by_test_id("span-results").locator("tbody tr")
+    expect(rows).to_have_count(12)
+    first_page = rows.all_inner_texts()
+    shop_page.get_by_role("link", name="Older spans »").click()
+    expect(shop_page).to_have_url(re.compile(r"cursor=\d+%3A[0-9a-f]{16}"))
+    expect(rows).to_have_count(12)
+    second_page = rows.all_inner_texts()
+    shop_page.get_by_role("link", name="Older spans »").click()
+    expect(rows).to_have_count(6)  # 30 spans: 12 + 12 + 6
+    third_page = rows.all_inner_texts()
+    assert len(set(first_page) | set(second_page) | set(third_page)) == 30
+    expect(shop_page.get_by_role("link", name="Older spans »")).to_have_count(0)
+    shop_page.get_by_role("link", name="« Newest").click()
+    expect(rows).to_have_count(12)
+    assert rows.all_inner_texts() == first_page
+
+    shop_page.get_by_test_id("span-results").get_by_role("button", name="Duration").click()
+    durations = [float(t.split()[0]) for t in shop_page.locator("[data-testid=span-results] tbody td:nth-child(5)")
+                 .all_inner_texts()]  # fmt: skip
+    assert durations == sorted(durations, reverse=True) and durations[0] > durations[-1]
+    shop_page.get_by_test_id("span-results").get_by_role("button", name="Duration ▼").click()
+    durations = [float(t.split()[0]) for t in shop_page.locator("[data-testid=span-results] tbody td:nth-child(5)")
+                 .all_inner_texts()]  # fmt: skip
+    assert durations == sorted(durations)
