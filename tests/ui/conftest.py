@@ -104,7 +104,8 @@ def wait_for_transactions(url: str, read_token: str, count: int, timeout: float 
     deadline = time.monotonic() + timeout
     found = -1
     while time.monotonic() < deadline:
-        answer = httpx.get(f"{url}/api/v1/transactions", headers={"Authorization": f"Bearer {read_token}"}, timeout=10)
+        headers = {"Authorization": f"Bearer {read_token}"} if read_token else {}
+        answer = httpx.get(f"{url}/api/v1/transactions", headers=headers, timeout=10)
         if answer.status_code == 200:
             found = len(answer.json()["transactions"])
             if found >= count:

@@ -4,6 +4,7 @@ import { ms, when } from "../format";
 import { useApi } from "../hooks";
 import { type Location, navigate, withParams } from "../router";
 import { SpanDetails } from "../spandetails";
+import { TransactionsOfTrace } from "../membership";
 import { Timeline } from "../timeline";
 import type { TraceResponse } from "../types";
 
@@ -36,6 +37,7 @@ export function TraceView(props: { location: Location; traceId: string }) {
             {spans.length} spans · {services.length} services ({services.join(", ")}) · {ms(duration)} ·{" "}
             {errors ? <span class="bad">{errors === 1 ? "1 error" : `${errors} errors`}</span> : "no errors"} · started {when(spans[0].start)}
           </p>
+          <TransactionsOfTrace location={location} traceId={traceId.toLowerCase()} />
           <Timeline
             spans={spans}
             grouped

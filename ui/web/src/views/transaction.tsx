@@ -1,11 +1,12 @@
 // One transaction: every span of every trace it reached, grouped per invocation, the waits
 // between producer and consumer as dwell bars, its hops, its own small map and a span drawer.
 import { useState } from "preact/hooks";
-import { CopyButton, Drawer, ErrorBox, Id, Link, Loading } from "../common";
+import { CopyButton, Drawer, ErrorBox, Link, Loading } from "../common";
 import { ms, plural, show, when } from "../format";
 import { type Selection, ServiceMapGraph } from "../graph";
 import { useApi } from "../hooks";
 import { carryRange, type Location, navigate, withParams } from "../router";
+import { TransactionsOfTrace } from "../membership";
 import { SpanDetails } from "../spandetails";
 import { Timeline } from "../timeline";
 import type { Window } from "../timerange";
@@ -102,13 +103,8 @@ export function TransactionView(props: { location: Location; window: Window; tic
       ) : null}
       {selected ? (
         <Drawer title="Span" testid="span-drawer" onClose={() => navigate(withParams(location, { span: null }), true)}>
-          {selected.links.length > 1 ? (
-            <p class="badge warn">Batch consumer: shared with the other transactions whose messages it read.</p>
-          ) : null}
+          <TransactionsOfTrace key={selected.trace_id} location={location} traceId={selected.trace_id} current={id} />
           <SpanDetails span={selected} />
-          <p class="muted">
-            Span <Id value={selected.span_id} label="span id" />
-          </p>
         </Drawer>
       ) : null}
     </div>
