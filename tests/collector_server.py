@@ -32,11 +32,12 @@ class CollectorProcess:
     def start(self) -> CollectorProcess:
         cmd = [sys.executable, "-m", "hoptrace.collector.cli", "serve", "--store", self.store_url]
         cmd += ["--port", str(self.port), "--log-level", "warning", *self.extra]
-        self._log = self.log.open("wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        with self.log.open("wb") as log:  # the child keeps its own copy of the file
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         try:
             wait_for_port(self.port, timeout=30, proc=self.proc)
         except RuntimeError as exc:
+            self.kill()  # a collector that never listened must not outlive the test
             raise RuntimeError(f"{exc}\n{self.output()}") from None
         return self
 
