@@ -51,14 +51,14 @@ class Collector:
                 logger.exception("retention pass failed")
             self._stop.wait(interval)
 
-    def close(self) -> bool:
+    def close(self, timeout_s: float = 30.0) -> bool:
         """Stop retention, commit everything the writer accepted, close the store.
 
-        True when the writer drained; False when it did not finish in time (the store is then
-        left open under it: closing it mid-commit could only make that commit fail).
+        True when the writer drained; False when it did not finish in ``timeout_s`` (the store
+        is then left open under it: closing it mid-commit could only make that commit fail).
         """
         self._stop.set()
-        if not self.writer.close():
+        if not self.writer.close(timeout_s):
             logger.error("the writer did not drain in time; spans accepted but not yet acknowledged may be lost")
             return False
         self.store.close()

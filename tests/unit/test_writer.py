@@ -10,7 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from hoptrace.collector.app import Collector
+from hoptrace.collector.config import CollectorConfig
 from hoptrace.collector.otlp import Limits, SpanBatch, decode
+from hoptrace.collector.store import Project
 from hoptrace.collector.writer import Overloaded, ShuttingDown, SpanWriter
 from tests.otlp_build import request, span
 
@@ -28,6 +31,21 @@ class GatedStore:
         if not self.gate.wait(10):
             raise TimeoutError("the test never opened the gate")
         self.written.append(items)
+
+
+class GatedCollectorStore(GatedStore):
+    """Just enough of a SpanStore for a Collector around the gated writes."""
+
+    closed = False
+
+    def migrate(self) -> int:
+        return 1
+
+    def project(self, name: str) -> Project:
+        return Project(1, name)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def batch(spans: int = 1) -> SpanBatch:
@@ -104,3 +122,19 @@ def test_closing_commits_what_was_accepted_and_refuses_the_rest(store: GatedStor
     closer.join(10)
     assert all(f.result(0) is None for f in accepted)
     assert sum(len(b.spans) for group in store.written for _, b in group) == 10
+
+
+def test_a_collector_that_cannot_drain_in_time_says_so_and_leaves_the_store_open() -> None:
+    """``hoptrace serve`` exits 1 on this answer: a stop that lost accepted work must not look clean."""
+    store = GatedCollectorStore()
+    collector = Collector(CollectorConfig(), store)  # type: ignore[arg-type]
+    try:
+        pending = collector.writer.submit(1, batch())
+        assert store.writing.wait(10)
+        assert collector.close(timeout_s=0.2) is False
+        assert not store.closed, "the store was closed under a commit in progress"
+    finally:
+        store.gate.set()
+    pending.result(10)
+    assert collector.close(timeout_s=10) is True
+    assert store.closed
