@@ -37,6 +37,14 @@ def test_the_map_shows_the_shop_and_a_node_leads_to_its_transactions(shop_page: 
     panel = shop_page.get_by_test_id("map-panel")
     expect(panel.get_by_test_id("selection-metrics")).to_contain_text("Errors2")
     expect(panel.locator("ol.slowest li")).to_have_count(5)
+    # Small charts over the window, from the map of each slice of it: every call and error counted once.
+    expect(panel.get_by_test_id("chart-calls")).to_have_attribute("data-values", re.compile(r"^[\d,]+$"))
+    calls = panel.get_by_test_id("chart-calls").get_attribute("data-values") or ""
+    errors = panel.get_by_test_id("chart-errors").get_attribute("data-values") or ""
+    assert len(calls.split(",")) == 12 and sum(int(v) for v in calls.split(",")) == 6
+    assert sum(int(v) for v in errors.split(",")) == 2
+    expect(panel.get_by_test_id("chart-calls")).to_contain_text("calls per 5 min")
+    screenshot(shop_page, "live-map-node-panel")
     panel.get_by_role("link", name="Search transactions through order-worker").click()
     expect(shop_page).to_have_url(re.compile(r"/transactions\?.*service=order-worker"))
     expect(shop_page.get_by_test_id("transaction-results").locator("tbody tr")).to_have_count(6)

@@ -1,6 +1,7 @@
 // The live service map: GET /api/v1/map for the window (and a compare window), the graph, a list
 // of the same nodes and edges for keyboards and screen readers, and a panel for the selection.
-import { useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { apiGet } from "../api";
 import { Drawer, ErrorBox, HowToSendData, Link, Loading } from "../common";
 import { ms, pct, plural, show } from "../format";
 import { edgeId, edgeLabel, healthOf, metricsOf, type Selection, ServiceMapGraph } from "../graph";
@@ -29,13 +30,13 @@ function throughFilter(node: MapNode): Record<string, string> {
   return SERVICE_KINDS.has(node.kind) ? { service: node.name } : { resource: node.id };
 }
 
-function Sparkline(props: { values: number[]; label: string }) {
-  const { values } = props;
+function Sparkline(props: { values: (number | null)[]; label: string; testid: string }) {
+  const values = props.values.map((v) => v ?? 0);
   if (values.length < 2) return null;
   const max = Math.max(...values, 1e-9);
   const points = values.map((v, i) => `${(i / (values.length - 1)) * 100},${30 - (v / max) * 28}`).join(" ");
   return (
-    <figure class="spark">
+    <figure class="spark" data-testid={props.testid} data-values={props.values.map((v) => v ?? "").join(",")}>
       <svg viewBox="0 0 100 30" preserveAspectRatio="none" role="img" aria-label={props.label}>
         <polyline points={points} fill="none" stroke="currentColor" stroke-width="1.5" vector-effect="non-scaling-stroke" />
       </svg>
@@ -44,16 +45,64 @@ function Sparkline(props: { values: number[]; label: string }) {
   );
 }
 
-/** Per-minute series, when the API gives them (``series``: [{count, errors, p95_ms, …}]). */
-function Charts(props: { item: MapNode | MapEdge }) {
-  const series = metricsOf(props.item).series;
-  if (!Array.isArray(series) || series.length < 2) return null;
-  const pick = (key: string) => series.map((point) => Number((point as Record<string, unknown>)[key] ?? 0));
+interface Point {
+  count: number;
+  errors: number;
+  p95_ms: number | null;
+}
+
+const BUCKETS = 12;
+
+/** The window cut into up to 12 whole-minute slices, each asked of GET /api/v1/map (a merge of
+ * stored minutes, so cheap), and this node's or edge's numbers picked out of each. */
+function useSeries(selection: NonNullable<Selection>, window: Window, given: unknown): { points: Point[] | null; minutes: number } {
+  const totalMinutes = Math.max(1, Math.round((window.to - window.from) / 60_000));
+  const minutes = Math.max(1, Math.ceil(totalMinutes / BUCKETS));
+  const [points, setPoints] = useState<Point[] | null>(null);
+  useEffect(() => {
+    if (Array.isArray(given) && given.length > 1) {
+      setPoints(given.map((p) => p as Point));
+      return undefined;
+    }
+    setPoints(null);
+    const controller = new AbortController();
+    const end = Math.ceil(window.to / 60_000) * 60_000;
+    const starts: number[] = [];
+    for (let t = end - minutes * 60_000; t + minutes * 60_000 > window.from && starts.length < BUCKETS; t -= minutes * 60_000) {
+      starts.unshift(t);
+    }
+    Promise.all(
+      starts.map((from) =>
+        apiGet<ServiceMap>("/map", { from, to: from + minutes * 60_000 }, controller.signal).then((map) => {
+          const items: (MapNode | MapEdge)[] = selection.type === "node" ? map.nodes : map.edges;
+          const item = items.find((x) => (selection.type === "node" ? x.id === selection.id : edgeId(x as MapEdge) === selection.id));
+          const m = item ? metricsOf(item) : {};
+          return {
+            count: typeof m.count === "number" ? m.count : 0,
+            errors: typeof m.errors === "number" ? m.errors : 0,
+            p95_ms: typeof m.p95_ms === "number" ? m.p95_ms : null,
+          };
+        }),
+      ),
+    ).then(setPoints, () => undefined);
+    return () => controller.abort();
+  }, [selection.type, selection.id, window.from, window.to, given]);
+  return { points, minutes };
+}
+
+/** Rate, errors and p95 over the window as small charts. */
+function Charts(props: { item: MapNode | MapEdge; selection: NonNullable<Selection>; window: Window }) {
+  const { points, minutes } = useSeries(props.selection, props.window, metricsOf(props.item).series);
+  if (!points) return <Loading what="charts" />;
+  const most = (values: number[]) => Math.max(0, ...values);
+  const counts = points.map((p) => p.count);
+  const errors = points.map((p) => p.errors);
+  const p95 = points.map((p) => p.p95_ms);
   return (
-    <div class="charts">
-      <Sparkline values={pick("count")} label="rate" />
-      <Sparkline values={pick("errors")} label="errors" />
-      <Sparkline values={pick("p95_ms")} label="p95" />
+    <div class="charts" aria-label={`Per ${minutes} min over the window`}>
+      <Sparkline values={counts} label={`calls per ${minutes} min (max ${most(counts)})`} testid="chart-calls" />
+      <Sparkline values={errors} label={`errors (max ${most(errors)})`} testid="chart-errors" />
+      <Sparkline values={p95} label={`p95 (max ${ms(most(p95.map((v) => v ?? 0)))})`} testid="chart-p95" />
     </div>
   );
 }
@@ -150,7 +199,7 @@ function SelectionPanel(props: {
     return (
       <Drawer title={`${node.kind}: ${node.name}`} testid="map-panel" onClose={props.onClose}>
         <Metrics item={node} minutes={props.minutes} />
-        <Charts item={node} />
+        <Charts item={node} selection={selection} window={window} />
         <h3>Slowest recent transactions through it</h3>
         <Slowest location={location} window={window} filter={filter} />
         <p>
@@ -169,7 +218,7 @@ function SelectionPanel(props: {
         <span class="badge">{edge.kind}</span>
       </p>
       <Metrics item={edge} minutes={props.minutes} />
-      <Charts item={edge} />
+      <Charts item={edge} selection={selection} window={window} />
       {target ? (
         <p>
           <Link
