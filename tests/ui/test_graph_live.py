@@ -50,6 +50,10 @@ def test_the_map_shows_the_shop_and_a_node_leads_to_its_transactions(shop_page: 
     expect(shop_page.get_by_test_id("transaction-results").locator("tbody tr")).to_have_count(6)
 
     shop_page.goto(f"{shop.url}/map")
+    shop_page.get_by_test_id("map-edges").get_by_role("button", name="orders-queue → order-worker").click()
+    metrics = shop_page.get_by_test_id("map-panel").get_by_test_id("selection-metrics")
+    expect(metrics).to_contain_text("Queue wait p95120 ms")
+    expect(metrics).to_contain_text("Error rate33%")
     shop_page.get_by_test_id("map-nodes").get_by_role("button", name="table orders").click()
     shop_page.get_by_test_id("map-panel").get_by_role("link", name="Search transactions through orders").click()
     expect(shop_page).to_have_url(re.compile(r"resource=table%3Aorders"))
