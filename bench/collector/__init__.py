@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.measure import Budget, progress
-from bench.report import OUT_DIR, Report
+from bench.report import OUT_DIR, Report, Section
 
 SECTIONS = ("ingest", "query")
 BACKENDS = ("sqlite", "postgresql")
@@ -90,7 +90,27 @@ def run(args: argparse.Namespace) -> Report:
         except RuntimeError as exc:
             report.warnings.append(f"FAILED query: {exc}")
     report.config["seconds"] = round(time.monotonic() - started, 1)
+    report.config["code"] = _code_state()
+    report.sections.append(
+        Section("code measured", "The checkout the collector ran from (figures move with the store's write path).",
+                notes=[report.config["code"]])
+    )  # fmt: skip
     return report
+
+
+def _code_state() -> str:
+    """The commit, and the files changed in the working tree (other people's edits in progress)."""
+    import subprocess
+
+    from bench.measure import REPO_ROOT
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.rstrip("\n")
+
+    head = git("log", "-1", "--format=%h %s")[:100]
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return f"commit {head}; " + (f"uncommitted changes in {', '.join(dirty)}" if dirty else "no uncommitted changes")
 
 
 def _ingest_backend(

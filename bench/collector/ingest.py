@@ -20,6 +20,7 @@ import http.client
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,26 +262,46 @@ def _stop_profile(spy: Any) -> None:
     proc.wait(timeout=60)
 
 
-def profile_summary(name: str, limit: int = 25) -> list[str]:
-    """The hottest functions of a py-spy recording (inclusive and self), as markdown."""
-    from bench.instrumentation.profile import PROFILE_DIR, inclusive, innermost, parse_folded
+# Leaves where a thread waits rather than works (py-spy samples idle threads too).
+_IDLE = ("Condition.wait", "EpollSelector.select", "Event.wait", "Thread.join", "_worker (")
+
+
+def profile_summary(name: str, limit: int = 20) -> list[str]:
+    """Where the collector's busy time went during ingest: the writer thread, then everything."""
+    from bench.instrumentation.profile import PROFILE_DIR, Frame, parse_folded
 
     path = PROFILE_DIR / f"{name}.txt"
     if not path.exists():
         return [f"(no profile at {path})"]
     stacks = parse_folded(path.read_text())
-    total = sum(stacks.values()) or 1
-    items = list(stacks.items())
+    busy = {s: n for s, n in stacks.items() if s and not s[-1].func.startswith(_IDLE)}
+    total = sum(busy.values()) or 1
+    writer = {s: n for s, n in busy.items() if any(f.file.endswith("collector/writer.py") for f in s)}
+
+    def ours(f: Frame) -> bool:
+        return f.file.startswith(str(REPO_ROOT)) and "/.venv/" not in f.file
+
+    def label(f: Frame) -> str:
+        where = f.file[len(str(REPO_ROOT)) + 1 :] if ours(f) else f.where
+        return f"{f.func} ({where})"
+
     lines = [
-        f"**{name}** ({total:,} samples at 100 Hz, all threads; folded stacks in {path.relative_to(REPO_ROOT)})",
+        f"**{name}**: {total:,} busy samples at 100 Hz over all threads (idle waits left out), "
+        f"{100 * sum(writer.values()) / total:.0f} % of them in the writer thread; folded stacks in "
+        f"{path.relative_to(REPO_ROOT)}",
         "",
+        "| hoptrace function (inclusive, share of busy samples) | all threads % | writer thread % |",
+        "|---|--:|--:|",
     ]
-    lines += ["| function (inclusive) | % |", "|---|--:|"]
-    for fn, n in inclusive(items, lambda f: f.ours).most_common(limit):
-        lines.append(f"| `{fn}` | {100 * n / total:.1f} |")
-    lines += ["", "| function (self) | % |", "|---|--:|"]
-    for fn, n in innermost(items).most_common(15):
-        lines.append(f"| `{fn}` | {100 * n / total:.1f} |")
+    inclusive: Counter[str] = Counter()
+    in_writer: Counter[str] = Counter()
+    for stack, n in busy.items():
+        for key in {label(f) for f in stack if ours(f)}:
+            inclusive[key] += n
+            if stack in writer:
+                in_writer[key] += n
+    for key, n in inclusive.most_common(limit):
+        lines.append(f"| `{key}` | {100 * n / total:.1f} | {100 * in_writer[key] / total:.1f} |")
     return [*lines, ""]
 
 
