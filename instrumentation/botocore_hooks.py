@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS_KEY
-from opentelemetry.context import get_value
+from opentelemetry.context import get_current
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import setup
+from . import setup, spans
 from .carriers import AwsCall, AwsCarrier
 from .guard import count, guarded, swallowed
 
@@ -117,22 +117,26 @@ def _before_parameter_build(params: dict[str, Any], model: Any, context: dict[st
     # The guard is written out (not @guarded) in the handlers every call runs: it costs less.
     try:
         st = setup._state
-        if st is None or context is None or _CALL_KEY in context or get_value(_SUPPRESS_KEY):
+        if st is None or context is None or _CALL_KEY in context:
+            return
+        current = get_current()
+        if current.get(_SUPPRESS_KEY):
             return
         op = _operations.get(model) or _operation(model)
         carrier = op.carrier
         kind = SpanKind.CLIENT if carrier is None else carrier.span_kind(op.operation, params)
         region = context.get("client_region")
-        span = st.tracer.start_span(
-            op.span_name,
-            kind=kind,
-            attributes={
-                "rpc.system": "aws-api",
-                "rpc.service": op.service_name,
-                "rpc.method": op.operation,
-                "cloud.region": region or "",
-            },
-        )
+        attributes = {
+            "rpc.system": "aws-api",
+            "rpc.service": op.service_name,
+            "rpc.method": op.operation,
+            "cloud.region": region or "",
+        }
+        tracer = st.tracer
+        if type(tracer) is spans.Tracer:
+            span = tracer.start_child(current, op.span_name, kind, attributes)
+        else:  # the SDK's, when setup fell back to it
+            span = tracer.start_span(op.span_name, kind=kind, attributes=attributes)
         call = AwsCall(op.service, op.operation, params, span, region)
         context[_CALL_KEY] = call
         if st.config.capture_payloads:
@@ -182,17 +186,19 @@ def _after_call(http_response: Any, parsed: Mapping[str, Any], model: Any, conte
     try:
         status = getattr(http_response, "status_code", None)
         meta = parsed.get("ResponseMetadata") or _EMPTY
+        described: dict[str, Any] = {}
         if status is not None:
-            span.set_attribute("http.response.status_code", int(status))
+            described["http.response.status_code"] = int(status)
         request_id = meta.get("RequestId")
-        if request_id:
-            span.set_attribute("aws.request_id", request_id)
+        if request_id and type(request_id) is str:
+            described["aws.request_id"] = request_id
         retries = meta.get("RetryAttempts")
         if retries:
-            span.set_attribute("hoptrace.aws.retry_attempts", int(retries))
+            described["hoptrace.aws.retry_attempts"] = int(retries)
         host = (meta.get("HTTPHeaders") or _EMPTY).get("host")
-        if host:
-            span.set_attribute("server.address", host)
+        if host and type(host) is str:
+            described["server.address"] = host
+        spans.set_many(span, described)
         if status is not None and status >= 300:
             error = parsed.get("Error") or _EMPTY
             code = error.get("Code") or f"HTTP {status}"

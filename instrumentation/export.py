@@ -169,8 +169,8 @@ class InvocationSpanProcessor:
         self._open: dict[int, Span] = {}
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        with self._lock:
-            self._open[id(span)] = span
+        # One dict store is atomic under the GIL; open_spans() copies the dict in one C call.
+        self._open[id(span)] = span
 
     def on_end(self, span: ReadableSpan) -> None:
         with self._lock:

@@ -42,7 +42,8 @@ MAX_LINKS = 128
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_EMPTY_STATE = TraceState()
+EMPTY_TRACE_STATE = TraceState()  # the trace state of every root span (compared by identity)
+_EMPTY_STATE = EMPTY_TRACE_STATE
 _UNSET = Status(StatusCode.UNSET)
 _PRIMITIVE = (str, bool, int, float)
 _end_lock = threading.Lock()
@@ -213,6 +214,31 @@ def _clean_attributes(attributes: Mapping[str, Any], into: dict[str, Any], limit
     return dropped
 
 
+def _span_context_checked(trace_id: int, span_id: int, trace_state: TraceState) -> SpanContext:
+    return SpanContext(trace_id, span_id, False, _SAMPLED, trace_state)
+
+
+def _span_context_direct(trace_id: int, span_id: int, trace_state: TraceState) -> SpanContext:
+    # SpanContext is a tuple whose Python __new__ only validates and computes is_valid; our ids
+    # are valid by construction (non-zero, 128 and 64 bits), so build the tuple directly.
+    return tuple.__new__(SpanContext, (trace_id, span_id, False, _SAMPLED, trace_state, True))  # type: ignore[type-var]
+
+
+def _pick_span_context_factory() -> Any:
+    """The direct constructor, if this OpenTelemetry API lays SpanContext out as it expects."""
+    try:
+        probe = _span_context_direct(3, 5, _EMPTY_STATE)
+        expected = _span_context_checked(3, 5, _EMPTY_STATE)
+        if tuple(probe) == tuple(expected) and probe.is_valid and probe.trace_flags.sampled:
+            return _span_context_direct
+    except Exception:
+        pass
+    return _span_context_checked
+
+
+_span_context = _pick_span_context_factory()
+
+
 class Span(trace.Span):
     """A recording span; reads like the SDK's ``ReadableSpan`` once ended."""
 
@@ -232,13 +258,11 @@ class Span(trace.Span):
         context: SpanContext,
         parent: SpanContext | None,
         kind: SpanKind,
-        attributes: types.Attributes,
-        links: Sequence[Link] | None,
+        attributes: dict[str, Any],
         start_time: int,
         tracer: Tracer,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
     ) -> None:
+        """Made by ``Tracer``; ``attributes`` are already clean and the span takes the dict over."""
         self.name = name
         self.context = context
         self.parent = parent
@@ -246,18 +270,7 @@ class Span(trace.Span):
         self.start_time = start_time
         self._end_time: int | None = None
         self._tracer = tracer
-        if not record_exception:
-            self._record_exception = False
-        if not set_status_on_exception:
-            self._set_status_on_exception = False
-        self.attributes: dict[str, Any] = {}
-        if attributes:
-            dropped = _clean_attributes(attributes, self.attributes, MAX_ATTRIBUTES)
-            if dropped:
-                self.dropped_attributes = dropped
-        if links:
-            for link in links:
-                self.add_link(link.context, link.attributes)
+        self.attributes = attributes
 
     @property
     def resource(self) -> Resource:
@@ -299,6 +312,14 @@ class Span(trace.Span):
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self._end_time is None:
             self.dropped_attributes += _clean_attributes(attributes, self.attributes, MAX_ATTRIBUTES)
+
+    def update_trusted(self, attributes: dict[str, Any]) -> None:
+        """``set_attributes`` for hoptrace's own values, known to be valid: no per-value checks."""
+        if self._end_time is None:
+            if len(self.attributes) + len(attributes) <= MAX_ATTRIBUTES:
+                self.attributes.update(attributes)
+            else:
+                self.set_attributes(attributes)
 
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
         if self._end_time is not None:
@@ -388,6 +409,14 @@ class Span(trace.Span):
         )
 
 
+def set_many(span: trace.Span, attributes: dict[str, Any]) -> None:
+    """Set hoptrace's own attributes (valid by construction) on any span, cheaply on ours."""
+    if type(span) is Span:
+        span.update_trusted(attributes)
+    else:
+        span.set_attributes(attributes)
+
+
 class Tracer(trace.Tracer):
     """Starts spans of one instrumentation scope."""
 
@@ -407,28 +436,48 @@ class Tracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
-        parent = trace.get_current_span(context).get_span_context()
+        cleaned: dict[str, Any] = {}
+        dropped = _clean_attributes(attributes, cleaned, MAX_ATTRIBUTES) if attributes else 0
+        span = self._start(trace.get_current_span(context), name, kind, cleaned, start_time)
+        if type(span) is Span:
+            if dropped:
+                span.dropped_attributes = dropped
+            if not record_exception:
+                span._record_exception = False
+            if not set_status_on_exception:
+                span._set_status_on_exception = False
+            if links:
+                for link in links:
+                    span.add_link(link.context, link.attributes)
+        return span
+
+    def start_child(self, current: Context, name: str, kind: SpanKind, attributes: dict[str, Any]) -> trace.Span:
+        """``start_span`` for hoptrace's hot paths: ``current`` is the current context, already
+        fetched, and ``attributes`` a fresh dict of valid values that the span takes over."""
+        return self._start(trace.get_current_span(current), name, kind, attributes, None)
+
+    def _start(
+        self, parent_span: trace.Span, name: str, kind: SpanKind, attributes: dict[str, Any], start_time: int | None
+    ) -> trace.Span:
+        parent: SpanContext | None = parent_span.get_span_context()
         span_id = random.getrandbits(64) or 1
-        if parent.is_valid:
-            trace_id, trace_state = parent.trace_id, parent.trace_state
-            if not parent.trace_flags & TraceFlags.SAMPLED:
+        if parent.is_valid:  # type: ignore[union-attr]
+            trace_id, trace_state = parent.trace_id, parent.trace_state  # type: ignore[union-attr]
+            if not parent.trace_flags & TraceFlags.SAMPLED:  # type: ignore[union-attr]
                 # Parent-based sampling: an unsampled parent's children are not recorded either.
                 return trace.NonRecordingSpan(SpanContext(trace_id, span_id, False, _NOT_SAMPLED, trace_state))
         else:
-            trace_id, trace_state, parent = random.getrandbits(128) or 1, _EMPTY_STATE, None  # type: ignore[assignment]
+            trace_id, trace_state, parent = random.getrandbits(128) or 1, _EMPTY_STATE, None
         span = Span(
             name,
-            SpanContext(trace_id, span_id, False, _SAMPLED, trace_state),
+            _span_context(trace_id, span_id, trace_state),
             parent,
             kind,
             attributes,
-            links,
             time.time_ns() if start_time is None else start_time,
             self,
-            record_exception,
-            set_status_on_exception,
         )
-        self.processor.on_start(span, context)
+        self.processor.on_start(span, None)
         return span
 
     @_agnosticcontextmanager

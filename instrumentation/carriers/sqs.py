@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from opentelemetry.trace import Span, SpanKind
 
+from ..spans import EMPTY_TRACE_STATE, set_many
 from . import POINTERS, AwsCall, RecordContext, add_pointers, inject_entries, xray
 from .sns import (
     CARRIER_USED,
@@ -79,6 +80,7 @@ def queue_name(url: Any) -> str | None:
     return name or None
 
 
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
 _queue_names: dict[str, str] = {}  # a function sends to a few queues, many times
 
 
@@ -119,33 +121,41 @@ class _Outgoing:
             message["MessageAttributes"] = attributes
         return reason
 
-    def json_members(self, message: Mapping[str, Any]) -> tuple[bytes | None, str | None]:
-        """The same context as JSON members to append to a serialised SendMessage body.
 
-        Only for a message with neither kind of attributes of its own (the common case): the
-        members are then new, so they can be written without parsing the body, and the rules
-        of ``inject`` reduce to the size check of ``with_w3c``.
-        """
-        if self.trace_header is None:
-            return None, None
-        members = _SYSTEM_MEMBER % self.trace_header
-        reason = None
-        if text_bytes(message.get("MessageBody")) + self.w3c.size > MAX_MESSAGE_BYTES:
-            reason = SIZE  # with no attributes of the user's, the quota cannot be what stops W3C
-        elif self.w3c.values:
-            values = self.w3c.values
-            members += _TRACEPARENT_MEMBER % values["traceparent"]
-            if "tracestate" in values:
-                # tracestate may hold a quote or a backslash: let json escape it.
-                members += _TRACESTATE_MEMBER % json.dumps(values["tracestate"])
-            members += "}"
-        return members.encode("ascii"), reason
+def json_members(span: Span, body: Any) -> tuple[bytes | None, str | None]:
+    """The context ``_Outgoing.inject`` would add, as JSON members for a serialised SendMessage body.
+
+    Only for a message with neither kind of attributes of its own (the common case): the
+    members are then new, so they can be written without parsing the body, and the rules of
+    ``inject`` reduce to the size check of ``with_w3c``. Written out rather than built from
+    ``_Outgoing``: it runs on every message sent.
+    """
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None, None
+    trace_id, span_id, flags, state = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", ctx.trace_flags, ctx.trace_state
+    members = _SYSTEM_MEMBER % (trace_id[:8], trace_id[8:], span_id, "1" if flags & 1 else "0")
+    tracestate = state.to_header() if state is not EMPTY_TRACE_STATE and len(state) else ""
+    w3c_size = _TRACEPARENT_BYTES + (_TRACESTATE_BYTES + len(tracestate) if tracestate else 0)
+    if text_bytes(body) + w3c_size > MAX_MESSAGE_BYTES:
+        return members.encode("ascii"), SIZE  # with no attributes of the user's, only size can stop W3C
+    members += _TRACEPARENT_MEMBER % (trace_id, span_id, int(flags))
+    if tracestate:
+        # tracestate may hold a quote or a backslash: let json escape it.
+        members += _TRACESTATE_MEMBER % json.dumps(tracestate)
+    return (members + "}").encode("ascii"), None
 
 
-# JSON members for ``_Outgoing.json_members``: the same shapes botocore would serialise.
-_SYSTEM_MEMBER = ', "MessageSystemAttributes": {"AWSTraceHeader": {"DataType": "String", "StringValue": "%s"}}'
-_TRACEPARENT_MEMBER = ', "MessageAttributes": {"traceparent": {"DataType": "String", "StringValue": "%s"}'
+# JSON members for ``json_members``: the same shapes botocore would serialise.
+_SYSTEM_MEMBER = (
+    ', "MessageSystemAttributes": {"AWSTraceHeader": {"DataType": "String", '
+    '"StringValue": "Root=1-%s-%s;Parent=%s;Sampled=%s"}}'
+)
+_TRACEPARENT_MEMBER = ', "MessageAttributes": {"traceparent": {"DataType": "String", "StringValue": "00-%s-%s-%02x"}'
 _TRACESTATE_MEMBER = ', "tracestate": {"DataType": "String", "StringValue": %s}'
+# What each W3C attribute counts against the 256 KiB limit: name, data type and value.
+_TRACEPARENT_BYTES = len("traceparent") + len("String") + 55
+_TRACESTATE_BYTES = len("tracestate") + len("String")
 
 
 class SqsCarrier:
@@ -172,39 +182,43 @@ class SqsCarrier:
             span.set_attributes(described)
             return
         described["messaging.operation.type"] = "send"
-        outgoing = _Outgoing(span)
         reasons: list[str] = []
         if operation == "SendMessage":
             if call.may_splice and "MessageSystemAttributes" not in params and "MessageAttributes" not in params:
                 # Added to the serialised body: botocore would spend more on the attributes than we do.
-                call.body_suffix, reason = outgoing.json_members(params)
+                call.body_suffix, reason = json_members(span, params.get("MessageBody"))
             else:
                 # call.params is botocore's own dict for this call; only nested values are the user's.
-                reason = outgoing.inject(params)
+                reason = _Outgoing(span).inject(params)
             if reason:
                 reasons.append(reason)
         else:
             entries = params.get("Entries")
             if isinstance(entries, list):
                 described["messaging.batch.message_count"] = len(entries)
-                params["Entries"] = inject_entries(entries, outgoing.inject, reasons)
-        span.set_attributes(described)
-        record_skipped(span, reasons)
+                params["Entries"] = inject_entries(entries, _Outgoing(span).inject, reasons)
+        set_many(span, described)
+        if reasons:
+            record_skipped(span, reasons)
 
     def on_response(self, call: AwsCall, parsed: Mapping[str, Any]) -> None:
         span = call.span
         if call.operation == "SendMessage":
             message_id = parsed.get("MessageId")
-            if isinstance(message_id, str) and message_id:
+            pointers = _pointers(message_id, parsed.get("MD5OfMessageBody"))
+            if type(message_id) is str and message_id:
+                if POINTERS not in (getattr(span, "attributes", None) or _NO_ATTRIBUTES):
+                    set_many(span, {"messaging.message.id": message_id, POINTERS: tuple(pointers)})
+                    return
                 span.set_attribute("messaging.message.id", message_id)
-            add_pointers(span, _pointers(message_id, parsed.get("MD5OfMessageBody")))
+            add_pointers(span, pointers)
         elif call.operation == "SendMessageBatch":
-            pointers: list[str] = []
+            sent: list[str] = []
             for ok in _list(parsed.get("Successful")):
                 if isinstance(ok, Mapping):
-                    pointers.extend(_pointers(ok.get("MessageId"), ok.get("MD5OfMessageBody")))
+                    sent.extend(_pointers(ok.get("MessageId"), ok.get("MD5OfMessageBody")))
             span.set_attribute(FAILED_COUNT, len(_list(parsed.get("Failed"))))
-            add_pointers(span, pointers)
+            add_pointers(span, sent)
         elif call.operation == "ReceiveMessage":
             messages = _list(parsed.get("Messages"))
             span.set_attribute("messaging.batch.message_count", len(messages))
