@@ -123,18 +123,18 @@ def _ingest_backend(
         tmp.mkdir(parents=True, exist_ok=True)
         for f in tmp.glob("*.db*"):
             f.unlink()
-        return ingest.run_backend(
-            backend, f"sqlite:///{tmp / 'collector.db'}", f"sqlite:///{tmp / 'floor.db'}", items, body_path, clients,
-            budget_s, profile,
-        )  # fmt: skip
+        urls = {name: f"sqlite:///{tmp / name}.db" for name in _STORES}
+        return ingest.run_backend(backend, urls, items, body_path, clients, budget_s, profile)
     from .postgres import database, postgres_server
 
     with postgres_server() as server:
         progress(f"ingest postgresql: throwaway server at {server}")
-        return ingest.run_backend(
-            backend, database(server, "collector", fresh=True), database(server, "floor", fresh=True), items,
-            body_path, clients, budget_s, profile,
-        )  # fmt: skip
+        urls = {name: database(server, name, fresh=True) for name in _STORES}
+        return ingest.run_backend(backend, urls, items, body_path, clients, budget_s, profile)
+
+
+# The fresh stores one backend's ingest run writes to.
+_STORES = ("collector", "floor", "breakdown", "breakdown_without_graph")
 
 
 def _subset(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:

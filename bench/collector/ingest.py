@@ -177,6 +177,7 @@ def section(backend: str, results: dict[str, Any], spans_planned: int, clients: 
         f"{fl['insert_seconds']:.1f} s)"
     )
     s.notes.append(f"load average (1 min) before / after: {results['load_before']} / {results['load_after']}")
+    s.details += _breakdown_table(results, fl)
     s.raw = {
         "collector": {k: v for k, v in load.__dict__.items() if k != "latencies_ms"},
         "collector_cpu_s": results["collector_cpu_s"],
@@ -187,21 +188,59 @@ def section(backend: str, results: dict[str, Any], spans_planned: int, clients: 
     return s
 
 
+def _breakdown_table(results: dict[str, Any], fl: dict[str, Any]) -> list[str]:
+    """µs per span of each step, in-process, beside the floor's."""
+    if "breakdown" not in results:
+        return [f"(no breakdown: {results.get('breakdown_error', 'not run')})"]
+    b = results["breakdown"]
+    n = max(1, b["spans"])
+    wall = {k: v / n * 1e6 for k, v in b["seconds"].items()}
+    cpu = {k: v / n * 1e6 for k, v in b["cpu_seconds"].items()}
+    steps = [("protobuf parse", "parse"), ("`normalise` (validate, search terms)", "normalise")]
+    if b.get("graph_patched"):
+        wall["graph"], cpu["graph"] = (
+            wall["write"] - wall["write_without_graph"],
+            cpu["write"] - cpu["write_without_graph"],
+        )
+        steps += [
+            ("`store.write` without the graph (spans, terms, links, commit)", "write_without_graph"),
+            ("`store.write`: the graph's facts (`write_graph`)", "graph"),
+        ]
+    else:
+        steps.append(("`store.write`", "write"))
+    total_cpu = cpu["parse"] + cpu["normalise"] + cpu["write"]
+    total_wall = wall["parse"] + wall["normalise"] + wall["write"]
+    lines = [
+        f"In-process breakdown ({b['spans']:,} spans, the same bodies in the same batches, no HTTP, no writer "
+        "thread; CPU of this process, and wall time):",
+        "",
+        "| step | CPU µs/span | share of CPU | wall µs/span |",
+        "|---|--:|--:|--:|",
+    ]
+    lines += [f"| {label} | {cpu[k]:.1f} | {100 * cpu[k] / total_cpu:.0f} % | {wall[k]:.1f} |" for label, k in steps]
+    lines += [
+        f"| **total** (one core at this CPU cost: {1e6 / total_cpu:,.0f} spans/s) | {total_cpu:.1f} | 100 % "
+        f"| {total_wall:.1f} |",
+        f"| floor: decode + insert of the span rows | {fl['cpu_seconds'] / max(1, fl['spans']) * 1e6:.1f} | "
+        f"| {fl['seconds'] / max(1, fl['spans']) * 1e6:.1f} |",
+    ]
+    return [*lines, ""]
+
+
 def loadavg() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
 def run_backend(
     backend: str,
-    store_url: str,
-    floor_url: str,
+    urls: dict[str, str],
     items: list[tuple[bytes, int]],
     bodies_path: Path,
     clients: int,
     budget_s: float,
     profile: bool,
 ) -> dict[str, Any]:
-    """Floor then collector on fresh stores of one backend; the raw figures."""
+    """Floor, collector, then the in-process breakdown, each on fresh stores of one backend (``urls``)."""
     from hoptrace.collector.store import open_store
 
     from .serve import collector
@@ -210,11 +249,11 @@ def run_backend(
     results: dict[str, Any] = {"load_before": loadavg(), "bodies_per_batch": clients}
     progress(f"ingest {backend}: floor on {len(items) - warm} bodies")
     try:
-        results["floor"] = floor(floor_url, bodies_path, warm, clients, budget_s)
+        results["floor"] = floor(urls["floor"], bodies_path, warm, clients, budget_s)
     except ChildFailed as exc:
         raise RuntimeError(f"the {backend} floor failed: {exc}") from None
     progress(f"ingest {backend}: collector, {clients} clients, {len(items) - warm} bodies after {warm} warm-up")
-    with collector(store_url, f"ingest-{backend}") as served:
+    with collector(urls["collector"], f"ingest-{backend}") as served:
         spy = _start_profile(served.pid, f"collector-ingest-{backend}") if profile else None
         load, cpu_s = measure_collector(served, items, warm, clients, budget_s)
         if spy is not None:
@@ -224,13 +263,27 @@ def run_backend(
     results["load"] = load
     results["collector_cpu_s"] = cpu_s
     results["acked_total"] = load.spans + sum(c for _, c in items[:warm])
-    store = open_store(store_url)
+    store = open_store(urls["collector"])
     try:
         results["stored"] = store.count_spans()
     finally:
         store.close()
     floor_rate = results["floor"]["spans"] / results["floor"]["seconds"]
-    progress(f"ingest {backend}: {load.rate:,.0f} spans/s; floor {floor_rate:,.0f} spans/s")
+    progress(f"ingest {backend}: {load.rate:,.0f} spans/s; floor {floor_rate:,.0f} spans/s; breakdown next")
+    payload = {
+        "store": urls["breakdown"],
+        "store_without_graph": urls["breakdown_without_graph"],
+        "bodies": str(bodies_path),
+        "bodies_per_batch": clients,
+        "budget_s": budget_s / 2,
+    }
+    try:
+        results["breakdown"], _ = run_json_child(
+            python_module_args("bench.collector.breakdown", payload), env=child_env(), cwd=REPO_ROOT,
+            timeout_s=budget_s + 300,
+        )  # fmt: skip
+    except ChildFailed as exc:
+        results["breakdown_error"] = str(exc)
     return results
 
 
