@@ -8,7 +8,8 @@ asks for something that exists.
 
 One keep-alive client asks, in turns, ``/healthz`` (the baseline: an HTTP round trip through
 the same server), a trace by id, a selective label search (``label.order_id``: one trace's
-spans) and a common one (``label.customer_id``: every ~10,000th trace, first page of 50).
+spans), a common one (``label.customer_id``: every ~10,000th trace, first page of 50) and, every
+5th round, a low-cardinality one (``label.tier``: a third of all spans, first page of 50).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from urllib.parse import urlencode
 
 from bench.measure import REPO_ROOT, Budget, child_env, percentile, progress
 from bench.report import OUT_DIR, Row, Section
-from hoptrace.collector.populate import SpanMix, customer_id, order_id, trace_id
+from hoptrace.collector.populate import TIERS, SpanMix, customer_id, order_id, trace_id
 
 SEED = 1
 STORES = OUT_DIR / "collector" / "stores"
 NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+TIER_EVERY = 5  # rounds per low-cardinality label search
 
 
 def parse_size(text: str) -> int:
@@ -98,8 +100,9 @@ def measure(url: str, mix: SpanMix, queries: int, budget: Budget) -> dict[str, l
     host, _, port = url.removeprefix("http://").partition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     rng = random.Random(SEED)
-    samples: dict[str, list[float]] = {"healthz": [], "trace": [], "label_order": [], "label_customer": []}
-    sizes: dict[str, list[int]] = {"trace": [], "label_order": [], "label_customer": []}
+    samples: dict[str, list[float]] = {"healthz": [], "trace": [], "label_order": [], "label_customer": [],
+                                       "label_tier": []}  # fmt: skip
+    sizes: dict[str, list[int]] = {"trace": [], "label_order": [], "label_customer": [], "label_tier": []}
 
     def call(path: str) -> tuple[float, Any]:
         t0 = time.perf_counter()
@@ -122,6 +125,8 @@ def measure(url: str, mix: SpanMix, queries: int, budget: Budget) -> dict[str, l
             "label_order": "/api/v1/spans?" + urlencode({"label.order_id": order_id(mix.seed, i)}),
             "label_customer": "/api/v1/spans?" + urlencode({"label.customer_id": customer_id(i)}),
         }
+        if n % TIER_EVERY == 0:  # slow by design (a third of the spans match): fewer rounds
+            asked["label_tier"] = "/api/v1/spans?" + urlencode({"label.tier": TIERS[i % len(TIERS)]})
         for kind, path in asked.items():
             ms, answer = call(path)
             if n >= warm:
@@ -141,6 +146,7 @@ def rows(backend: str, size: int, samples: dict[str, list[float]]) -> list[Row]:
         ("trace", "trace fetch", 10.0),
         ("label_order", "label search, order_id", 50.0),
         ("label_customer", "label search, customer_id", 50.0),
+        ("label_tier", "label search, tier", 50.0),
     ):
         values = samples[kind]
         spans = samples.get(f"{kind}_spans") or [float("nan")]
@@ -167,7 +173,8 @@ def run_store(backend: str, size: int, store_url: str, fresh: Callable[[], None]
         f"{len(samples['trace'])} rounds on one keep-alive connection to `hoptrace serve`, each: `/healthz` "
         "(baseline), "
         "`GET /api/v1/traces/{id}` of a random stored trace, `GET /api/v1/spans?label.order_id=…` (that trace's "
-        "spans) and `?label.customer_id=…` (first page of a customer's spans); after a warm-up.",
+        "spans), `?label.customer_id=…` (first page of a customer's spans) and every 5th round `?label.tier=…` "
+        "(first page of a third of all spans); after a warm-up.",
     )
     section.rows = rows(backend, size, samples)
     how = "reused" if populate_s is None else f"populated in {populate_s:,.0f} s"
