@@ -2,7 +2,8 @@
 
 Kept apart from ``api.py`` (traces and spans) because the graph issue owns them. The map of a
 window is a merge of stored minute rollups; a transaction is read by its id from the stored
-summaries, membership and hops — neither rescans spans.
+summaries, membership and hops — neither rescans spans. The graph is derived by the store's
+background pass shortly after ingest; ``/api/v1/graph/status`` says how far behind it is.
 """
 
 from __future__ import annotations
@@ -89,6 +90,14 @@ def service_map(
     base_start, base_end = _window(compare_from, compare_to, ("compare_from", "compare_to"), start)
     baseline = ServiceMap(*store.graph_window(project_id, base_start, base_end)).to_json()
     return {**out, "compare": {"from": rfc3339(base_start), "to": rfc3339(base_end)}, **compare(current, baseline)}
+
+
+@router.get(f"{API}/graph/status", tags=["graph"], summary="How far the graph lags behind ingest")
+def graph_status(request: Request) -> dict[str, Any]:
+    """``backlog_spans``: spans stored whose hops, transactions and map rollups are not derived yet
+    (a background pass works through them; 0 means the map and transactions are up to date)."""
+    project_for(request, "read")
+    return {"backlog_spans": collector_of(request).store.graph_backlog()}
 
 
 # -- transactions ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .hops import CONSUMER_SIDE, PRODUCER_SIDE, Hop, HopKey, choose, delivery, keys, pair, strongest
+from .naming import view
 from .rollup import Rollups
 from .spans import GraphSpan
 from .transactions import TraceFacts, Transaction, TransactionIndex, summarise
@@ -35,15 +36,17 @@ def derive(spans: Iterable[GraphSpan]) -> Derived:
     out = Derived()
     for span in spans:
         try:
-            span_keys = keys(span)
-            facts = TraceFacts.of([span])
-            out.rollups.add_span(span)
+            v = view(span)
+            span_keys = keys(span, v)
         except Exception:
             out.skipped += 1
             continue
         out.keys.extend(span_keys)
-        known = out.facts.get(span.trace_id)
-        out.facts[span.trace_id] = facts if known is None else known.merge(facts)
+        out.rollups.add_span(span, v)
+        facts = out.facts.get(span.trace_id)
+        if facts is None:
+            facts = out.facts[span.trace_id] = TraceFacts()
+        facts.add(span, v, span_keys)
     return out
 
 

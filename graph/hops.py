@@ -101,23 +101,26 @@ def _span_key(trace_id: bytes, span_id: bytes) -> str:
     return "span:" + (trace_id + span_id).hex()
 
 
-def hop_end(span: GraphSpan, detail: str = "") -> HopEnd:
-    deliver = naming.deliver_edge(span)
+def hop_end(span: GraphSpan, v: naming.View | None = None, detail: str = "") -> HopEnd:
+    v = v or naming.view(span)
+    deliver = v.deliver
     # Our batch invocation links to every producer, and each record's span is joined too: the
     # waiting time is counted once per message, on the records.
-    ours_batch = naming.is_ours(span) and naming.is_invocation(span) and naming.message_count(span) > 1
-    edge = f"{deliver.source.id}|{deliver.target.id}" if deliver is not None and not ours_batch else ""
+    if deliver is not None and v.invocation and naming.is_ours(span) and naming.message_count(span) > 1:
+        deliver = None
+    edge = f"{deliver.source.id}|{deliver.target.id}" if deliver is not None else ""
     count = span.number("hoptrace.messaging.receive_count") or span.number("hoptrace.faas.receive_count") or 1
     attempt = min(max(int(count), 1), 1_000_000)
     s = span
     return HopEnd(s.trace_id, s.span_id, s.service, s.kind, s.start_ns, s.end_ns, detail, edge, attempt)
 
 
-def keys(span: GraphSpan) -> list[HopKey]:
+def keys(span: GraphSpan, v: naming.View | None = None) -> list[HopKey]:
     """Every key of one span, both sides (a span may be a consumer and a producer at once)."""
+    v = v or naming.view(span)
     found: list[HopKey] = []
-    end = hop_end(span)
-    sending = naming.is_send(span)
+    end = hop_end(span, v)
+    sending = v.send
     receiving = span.kind in (SERVER, CONSUMER)
 
     def add(key: str, side: str, via: str, at: HopEnd = end) -> None:
@@ -134,7 +137,7 @@ def keys(span: GraphSpan) -> list[HopKey]:
 
     pointers = list(span.texts("hoptrace.pointers"))
     side = PRODUCER_SIDE if span.kind in (CLIENT, PRODUCER) else CONSUMER_SIDE if receiving else None
-    node = naming.messaging_node(span) if side is not None else None
+    node = v.messaging if side is not None else None
     message_id = span.text("messaging.message.id", "messaging.message_id")
     # Semconv message ids (other SDKs): only on a send or on a consumer, never on a receive call.
     if node is not None and message_id and node.kind in _SEMCONV_IDS and (sending or receiving):
@@ -158,9 +161,9 @@ def keys(span: GraphSpan) -> list[HopKey]:
             if node is not None and node.kind == wanted:
                 add(p, side, "md5")
         elif p.startswith("ddb:item:"):
-            add(p, side, "dynamodb_item", hop_end(span, operation if side == PRODUCER_SIDE else event))
+            add(p, side, "dynamodb_item", hop_end(span, v, operation if side == PRODUCER_SIDE else event))
         elif p.startswith("ddb:key:"):
-            add(p, side, "dynamodb_key", hop_end(span, operation if side == PRODUCER_SIDE else event))
+            add(p, side, "dynamodb_key", hop_end(span, v, operation if side == PRODUCER_SIDE else event))
     return found
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from .spans import CLIENT, CONSUMER, PRODUCER, SERVER, GraphSpan
 
 SYNC, PUBLISH, DELIVER = "sync", "publish", "deliver"
+_MESSAGING = frozenset({"queue", "topic", "stream", "bus"})
 
 # messaging.system spellings: current semconv (aws_sqs) and older instrumentations (aws.sqs).
 _SYSTEMS = {
@@ -163,11 +164,14 @@ def is_send(span: GraphSpan) -> bool:
 
 def callee(span: GraphSpan) -> Node | None:
     """What a CLIENT or PRODUCER span calls, named from semconv; None for other spans."""
+    return _callee(span, messaging_node(span))
+
+
+def _callee(span: GraphSpan, msg: Node | None) -> Node | None:
     if span.kind not in (CLIENT, PRODUCER):
         return None
-    node = messaging_node(span)
-    if node is not None:
-        return node
+    if msg is not None:
+        return msg
     tables = table_nodes(span)
     if tables:
         return tables[0]
@@ -199,9 +203,12 @@ def trigger(span: GraphSpan) -> Node | None:
 
     None for an invocation whose traced caller already drew the edge to it.
     """
-    node = messaging_node(span)
-    if node is not None and span.kind == CONSUMER:
-        return node
+    return _trigger(span, messaging_node(span))
+
+
+def _trigger(span: GraphSpan, msg: Node | None) -> Node | None:
+    if msg is not None and span.kind == CONSUMER:
+        return msg
     if span.kind == CONSUMER or span.text("faas.trigger") == "datasource":
         tables = span.texts("aws.dynamodb.table_names")
         if tables:
@@ -222,63 +229,80 @@ def trigger(span: GraphSpan) -> Node | None:
     return Node("client", f"{trig or 'direct'} invokers")
 
 
-def _entry_edges(span: GraphSpan, source: Node) -> list[Edge]:
-    me = service_node(span)
+def _entry_edges(me: Node, source: Node) -> list[Edge]:
     if source.kind == "stream" and source.name.endswith(" stream"):
         table = Node("table", source.name[: -len(" stream")])
         return [Edge(table, source, PUBLISH), Edge(source, me, DELIVER)]
-    kind = DELIVER if source.kind in ("queue", "topic", "stream", "bus") else SYNC
+    kind = DELIVER if source.kind in _MESSAGING else SYNC
     return [Edge(source, me, kind)]
 
 
-def entry_weight(span: GraphSpan) -> int:
+def _entry_weight(span: GraphSpan, source: Node, invocation: bool, ours: bool) -> int:
     """How many calls or messages a SERVER/CONSUMER span accounts for on its incoming edge (0: none).
 
     A batch counts once per message, on whichever span stands for the whole batch: our
     invocation span, or the "process" span of OpenTelemetry's Lambda instrumentation (whose
     SERVER invocation span carries no queue, so it draws no edge of its own).
     """
-    source = trigger(span)
-    if source is None:
-        return 0
-    messaging = source.kind in ("queue", "topic", "stream", "bus")
-    if not is_invocation(span):
-        return message_count(span) if messaging and span.kind == CONSUMER and not is_ours(span) else 0
+    messaging = source.kind in _MESSAGING
+    if not invocation:
+        return message_count(span) if messaging and span.kind == CONSUMER and not ours else 0
     trig = span.text("faas.trigger")
-    if not messaging and not is_ours(span) and span.kind == SERVER and trig in ("pubsub", "datasource"):
+    if not messaging and not ours and span.kind == SERVER and trig in ("pubsub", "datasource"):
         return 0
     return message_count(span) if messaging else 1
 
 
-def weighted_edges(span: GraphSpan) -> list[tuple[Edge, int]]:
-    """The map edges one span accounts for, each with how many calls or messages it counts for."""
-    target = callee(span)
+@dataclass(frozen=True)
+class View:
+    """Everything the graph reads off one span, computed once (keys, rollups and facts share it)."""
+
+    node: Node  # the function or service that wrote it
+    messaging: Node | None  # the queue, topic, stream or bus it sends to or reads from
+    send: bool
+    invocation: bool
+    edges: tuple[tuple[Edge, int], ...]  # map edges it accounts for, with how many calls/messages each
+    deliver: Edge | None  # for a consumer: the edge its waiting time belongs to
+    health: str
+
+
+def view(span: GraphSpan) -> View:
+    """The span seen from the map (see the module docstring)."""
+    me = service_node(span)
+    msg = messaging_node(span)
+    send = is_send(span)
+    invocation = is_invocation(span)
+    found: list[tuple[Edge, int]] = []
+    deliver = None
+    target = _callee(span, msg)
     if target is not None:
-        me = service_node(span)
-        messaging = target.kind in ("queue", "topic", "stream", "bus")
-        found = [(Edge(me, target, PUBLISH if messaging and is_send(span) else SYNC), 1)]
+        found.append((Edge(me, target, PUBLISH if send and target.kind in _MESSAGING else SYNC), 1))
         if target.kind == "table":
             found += [(Edge(me, Node("table", t), SYNC), 1) for t in span.texts("aws.dynamodb.table_names")[1:]]
-        return found
-    weight = entry_weight(span)
-    source = trigger(span) if weight else None
-    return [(edge, weight) for edge in _entry_edges(span, source)] if source is not None else []
+    elif span.kind in (SERVER, CONSUMER):
+        source = _trigger(span, msg)
+        if source is not None:
+            entry = _entry_edges(me, source)
+            deliver = entry[-1] if entry[-1].kind == DELIVER else None
+            weight = _entry_weight(span, source, invocation, is_ours(span))
+            if weight:
+                found = [(edge, weight) for edge in entry]
+    return View(me, msg, send, invocation, tuple(found), deliver, health(span))
+
+
+def weighted_edges(span: GraphSpan) -> list[tuple[Edge, int]]:
+    """The map edges one span accounts for, each with how many calls or messages it counts for."""
+    return list(view(span).edges)
 
 
 def edges(span: GraphSpan) -> list[Edge]:
     """The map edges one span accounts for (see the module docstring)."""
-    return [edge for edge, _ in weighted_edges(span)]
+    return [edge for edge, _ in view(span).edges]
 
 
 def deliver_edge(span: GraphSpan) -> Edge | None:
     """The queue/topic/stream → function edge a consumer span's waiting time belongs to."""
-    if span.kind not in (SERVER, CONSUMER):
-        return None
-    source = trigger(span)
-    if source is None:
-        return None
-    delivers = [e for e in _entry_edges(span, source) if e.kind == DELIVER]
-    return delivers[-1] if delivers else None
+    return view(span).deliver
 
 
 def health(span: GraphSpan) -> str:

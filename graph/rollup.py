@@ -35,11 +35,11 @@ class Rollup:
     latency: LatencySketch = field(default_factory=LatencySketch)
     dwell: LatencySketch = field(default_factory=LatencySketch)
 
-    def add_span(self, span: GraphSpan, n: int = 1) -> None:
+    def add_span(self, span: GraphSpan, n: int = 1, colour: str | None = None) -> None:
         """Count the span ``n`` times (a batch invocation stands for each of its messages)."""
         self.count += n
         self.errors += n * span.is_error
-        colour = naming.health(span)
+        colour = colour or naming.health(span)
         if colour == "throttled":
             self.throttles += n
         elif colour == "4xx":
@@ -95,14 +95,14 @@ class Rollups:
     nodes: dict[tuple[int, str], Rollup] = field(default_factory=dict)
     edges: dict[tuple[int, str, str, str], Rollup] = field(default_factory=dict)
 
-    def add_span(self, span: GraphSpan) -> None:
+    def add_span(self, span: GraphSpan, v: naming.View | None = None) -> None:
+        v = v or naming.view(span)
         minute = minute_of(span.start_ns)
-        if naming.is_invocation(span):
-            node = naming.service_node(span).id
-            self.nodes.setdefault((minute, node), Rollup()).add_span(span)
-        for edge, weight in naming.weighted_edges(span):
+        if v.invocation:
+            self.nodes.setdefault((minute, v.node.id), Rollup()).add_span(span, 1, v.health)
+        for edge, weight in v.edges:
             key = (minute, edge.source.id, edge.target.id, edge.kind)
-            self.edges.setdefault(key, Rollup()).add_span(span, weight)
+            self.edges.setdefault(key, Rollup()).add_span(span, weight, v.health)
 
     def add_hop(self, hop: Hop) -> None:
         """Queue waiting time: counted on the consumer's deliver edge, in the consumer's minute."""

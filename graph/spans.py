@@ -45,15 +45,20 @@ class GraphSpan:
     links: tuple[SpanLink, ...] = ()
     exception_types: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Span attributes over resource attributes, merged once: the graph asks many times.
+        object.__setattr__(self, "_merged", {**self.resource, **self.attributes})
+
     def attr(self, key: str) -> AttrValue | None:
         """A span attribute, else the resource attribute of that name."""
-        value = self.attributes.get(key)
-        return self.resource.get(key) if value is None else value
+        merged: dict[str, AttrValue] = self._merged  # type: ignore[attr-defined]
+        return merged.get(key)
 
     def text(self, *keys: str) -> str | None:
         """The first of ``keys`` holding a non-empty scalar, as text."""
+        merged: dict[str, AttrValue] = self._merged  # type: ignore[attr-defined]
         for key in keys:
-            value = self.attr(key)
+            value = merged.get(key)
             if isinstance(value, tuple):
                 value = value[0] if value else None
             if value is not None and value != "":

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from . import naming
-from .hops import PRODUCER_SIDE, Hop, keys
+from .hops import PRODUCER_SIDE, Hop, HopKey, keys
 from .spans import GraphSpan
 
 # A message sent along one of these expects a consumer; a DynamoDB write does not (no stream, maybe).
@@ -73,28 +73,31 @@ class TraceFacts:
             facts.add(span)
         return facts
 
-    def add(self, span: GraphSpan) -> None:
+    def add(self, span: GraphSpan, v: naming.View | None = None, span_keys: list[HopKey] | None = None) -> None:
+        v = v or naming.view(span)
         self.start_ns = span.start_ns if not self.start_ns else min(self.start_ns, span.start_ns)
         self.end_ns = max(self.end_ns, span.end_ns)
-        me = naming.service_node(span)
+        me = v.node
         self.services.add(me.name)
-        for edge in naming.edges(span):
+        for edge, _ in v.edges:
             for node in (edge.source, edge.target):
                 if node != me and node.kind not in ("client", "function", "service"):
                     self.resources.add(node.id)
         self.errors += span.is_error
         self.cold_starts += span.attributes.get("faas.coldstart") is True
-        if naming.is_invocation(span) and (
+        if v.invocation and (
             span.attributes.get("hoptrace.faas.retry") is True
             or (span.number("hoptrace.messaging.receive_count") or 1) > 1
             or (span.number("hoptrace.faas.receive_count") or 1) > 1
         ):
             self.retries += 1
-        sends_message = naming.is_send(span) and naming.messaging_node(span) is not None
-        if sends_message or any(k.side == PRODUCER_SIDE and k.via in _SEND_VIA for k in keys(span)):
+        span_keys = keys(span, v) if span_keys is None else span_keys
+        if (v.send and v.messaging is not None) or any(
+            k.side == PRODUCER_SIDE and k.via in _SEND_VIA for k in span_keys
+        ):
             self.sends.add(span.span_id.hex())
         if span.parent_span_id is None and (not self.entry or span.start_ns < self.entry_ns):
-            self.entry = _entry(span)
+            self.entry = _entry(span, v)
             self.entry_ns = span.start_ns
 
     def merge(self, other: TraceFacts) -> TraceFacts:
@@ -130,11 +133,11 @@ class TraceFacts:
         )  # fmt: skip
 
 
-def _entry(span: GraphSpan) -> dict[str, str]:
+def _entry(span: GraphSpan, v: naming.View) -> dict[str, str]:
     """How a trace began: its trigger and the route, queue or function that took it."""
     trigger = span.text("faas.trigger") or {2: "http", 5: "pubsub"}.get(span.kind, "other")
-    me = naming.service_node(span)
-    if naming.is_invocation(span):
+    me = v.node
+    if v.invocation:
         source = naming.trigger(span)
         named = source is not None and source.kind in ("api", "queue", "topic", "stream", "bus", "schedule")
         name = source.name if source is not None and named else me.name

@@ -6,6 +6,9 @@ The rest of the collector talks to ``SpanStore`` only and never knows which back
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,6 +17,8 @@ from hoptrace.graph.rollup import EdgeKey, Rollup
 from hoptrace.graph.transactions import Transaction
 
 from ..otlp import SpanBatch
+
+logger = logging.getLogger("hoptrace.collector")
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,57 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message says what to fix."""
 
 
+class GraphPass:
+    """A store's background pass over the graph's backlog (see ``graph_sql``).
+
+    Started by the first ``wake()`` (a write), so a store that only reads or manages projects
+    runs no thread. ``step()`` does one bounded transaction and returns how many spans it took.
+    """
+
+    def __init__(self, step: Callable[[], int], name: str) -> None:
+        self._step = step
+        self._name = name
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def wake(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = self._step()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                logger.exception("hoptrace: the graph pass failed; it retries in a second")
+                self._stop.wait(1.0)
+                continue
+            if not done:
+                self._wake.wait(0.5)
+                self._wake.clear()
+
+    def sync(self) -> int:
+        """Process the whole backlog now, in the caller's thread; returns how many spans."""
+        total = 0
+        while done := self._step():
+            total += done
+        return total
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+
+
 class SpanStore(Protocol):
     """What the collector needs from a database."""
 
@@ -137,6 +193,17 @@ class SpanStore(Protocol):
 
     def transaction(self, project_id: int, transaction_id: bytes) -> tuple[Transaction, list[Hop]] | None:
         """A transaction and the hops among its traces."""
+        ...
+
+    def graph_sync(self) -> int:
+        """Derive the graph facts of everything written so far, now; returns how many spans it took.
+
+        A background pass does this continuously after writes; tests and tools call it to wait.
+        """
+        ...
+
+    def graph_backlog(self) -> int:
+        """Spans written whose graph facts are not derived yet."""
         ...
 
     def create_project(self, name: str) -> Project: ...

@@ -1,11 +1,15 @@
 """The graph's facts in SQL, shared by both backends through a three-method ``Sql`` handle.
 
-``write_graph`` runs inside the store's ingest transaction, after the spans: what a client sees
-acknowledged includes its hop keys, hops, transaction membership and rollups, and a crash
-loses neither half. Each step is an index lookup (keys by ``(project, key)``, members by trace,
-hops by trace, rollups by primary key) — never a scan of spans. The logic is
-``hoptrace.graph``'s (``derive``, ``match_key``, ``plan_hop``, ``summarise``); this module only
-loads what it needs and stores what it returns.
+When derived: ingest only queues each batch's span ids (``backlog_rows``, inserted in the same
+transaction as the spans, so what is acknowledged is durably queued); ``process_backlog``, run
+by the store's background pass, derives the graph facts of queued spans and deletes their queue
+rows in one transaction. A crash at any point leaves each span either queued or processed,
+never lost, and ingest is not slowed by the derivation (which costs far more than storing).
+
+Each step is an index lookup (keys by ``(project, key)``, members by trace, hops by trace,
+rollups by primary key) — never a scan of spans. The logic is ``hoptrace.graph``'s (``derive``,
+``match_key``, ``plan_hop``, ``summarise``); this module only loads what it needs and stores
+what it returns.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from hoptrace.graph.spans import AttrValue, GraphSpan
 from hoptrace.graph.transactions import TraceFacts, Transaction, plan_hop, summarise
 
 from ..otlp import SpanBatch
-from . import TransactionQuery
+from . import StoredSpan, TransactionQuery
 from .graph_rows import graph_span, resource_attributes
 
 CHUNK = 400  # values per IN (...) list
@@ -46,27 +50,77 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def batch_spans(batch: SpanBatch) -> list[GraphSpan]:
-    """The graph's view of every span of a batch (resources decoded once each)."""
+ID_SIZE = 24  # trace id + span id, as packed in a backlog row
+BACKLOG_INSERT = "INSERT INTO graph_backlog (project_id, spans) VALUES (?, ?)"
+
+
+def backlog_rows(items: list[tuple[int, SpanBatch]]) -> list[tuple[int, bytes]]:
+    """One queue row per batch: its project and its spans' ids, packed."""
+    return [
+        (project_id, b"".join(s.trace_id + s.span_id for s in batch.spans))
+        for project_id, batch in items
+        if batch.spans
+    ]
+
+
+def process_backlog(sql: Sql, max_spans: int = 2000, lock: str = "") -> int:
+    """Derive the graph facts of the oldest queued batches (about ``max_spans`` spans) and unqueue
+    them, inside the caller's transaction; returns how many spans it took. ``lock``: a row-lock
+    clause for the queue (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)."""
+    taken: list[tuple[int, int, bytes]] = []
+    size = 0
+    for row_id, project, packed in sql.rows(
+        f"SELECT id, project_id, spans FROM graph_backlog ORDER BY id LIMIT ?{lock}", [64]
+    ):
+        taken.append((int(row_id), int(project), bytes(packed)))
+        size += len(packed) // ID_SIZE
+        if size >= max_spans:
+            break
+    if not taken:
+        return 0
+    by_project: dict[int, list[bytes]] = {}
+    for _, project, packed in taken:
+        by_project.setdefault(project, []).append(packed)
+    for project, packs in by_project.items():
+        spans = load_spans(sql, project, b"".join(packs))
+        if spans:
+            _GraphWrite(sql, project).apply(spans)
+    for chunk in _chunks([row_id for row_id, _, _ in taken]):
+        sql.run(f"DELETE FROM graph_backlog WHERE id IN ({_marks(len(chunk))})", list(chunk))
+    return size
+
+
+def backlog_size(sql: Sql) -> int:
+    """Spans queued for the graph and not yet processed."""
+    rows = sql.rows(f"SELECT coalesce(sum(length(spans)), 0) / {ID_SIZE} FROM graph_backlog", [])
+    return int(rows[0][0])
+
+
+def load_spans(sql: Sql, project: int, packed: bytes) -> list[GraphSpan]:
+    """The graph's view of the stored spans named in ``packed`` (each once; gone ones skipped)."""
+    wanted = {(packed[i : i + 16], packed[i + 16 : i + ID_SIZE]) for i in range(0, len(packed), ID_SIZE)}
     resources: dict[bytes, dict[str, AttrValue]] = {}
-    out = []
-    for row in batch.spans:
-        attrs = resources.get(row.resource_key)
-        if attrs is None:
-            resource = batch.resources.get(row.resource_key)
-            attrs = resources[row.resource_key] = resource_attributes(resource.data) if resource else {}
-        out.append(graph_span(row, attrs))
+    out: list[GraphSpan] = []
+    for chunk in _chunks(sorted({t for t, _ in wanted})):
+        for row in sql.rows(
+            "SELECT s.trace_id, s.span_id, s.parent_span_id, s.service_name, s.name, s.kind, s.start_ns, s.end_ns,"
+            " s.status, s.data, r.data, s.resource_key FROM spans s"
+            " JOIN resources r ON r.project_id = s.project_id AND r.key = s.resource_key"
+            f" WHERE s.project_id = ? AND s.trace_id IN ({_marks(len(chunk))}) ORDER BY s.start_ns",
+            [project, *chunk],
+        ):
+            ids = (bytes(row[0]), bytes(row[1]))
+            if ids not in wanted:
+                continue
+            wanted.discard(ids)  # a batch sent twice is stored twice: derive it once
+            stored = StoredSpan(ids[0], ids[1], bytes(row[2]) if row[2] else None, row[3], row[4], int(row[5]),
+                                int(row[6]), int(row[7]), int(row[8]), bytes(row[9]), bytes(row[10]))  # fmt: skip
+            key = bytes(row[11])
+            attrs = resources.get(key)
+            if attrs is None:
+                attrs = resources[key] = resource_attributes(stored.resource)
+            out.append(graph_span(stored, attrs))
     return out
-
-
-def write_graph(sql: Sql, items: list[tuple[int, SpanBatch]]) -> None:
-    """Derive and store the graph facts of these batches (inside the caller's transaction)."""
-    by_project: dict[int, list[GraphSpan]] = {}
-    for project_id, batch in items:
-        if batch.spans:
-            by_project.setdefault(project_id, []).extend(batch_spans(batch))
-    for project_id, spans in by_project.items():
-        _GraphWrite(sql, project_id).apply(spans)
 
 
 class _GraphWrite:
@@ -83,17 +137,9 @@ class _GraphWrite:
         for hop in hops:
             derived.rollups.add_hop(hop)
         self._merge_rollups(derived.rollups)
-        changed: set[bytes] = set()
-        dropped: set[bytes] = set()
-        for a, b in joins:
-            more, drop = self._join(a, b)
-            changed |= more
-            if drop is not None:
-                dropped.add(drop)
-        for trace_id in touched:
-            changed |= self._transactions_of(trace_id)
-        for txn in sorted(changed - dropped):
-            self._summarise(txn)
+        changed, dropped = self._join_all(joins)
+        changed |= self._transactions_of_all(touched)
+        self._summarise_all(sorted(changed - dropped))
 
     # -- per-trace facts and membership ---------------------------------------------------
 
@@ -124,46 +170,94 @@ class _GraphWrite:
         )
         return traces
 
-    def _transactions_of(self, trace_id: bytes) -> set[bytes]:
-        rows = self.sql.rows(
-            "SELECT transaction_id FROM transaction_members WHERE project_id = ? AND trace_id = ?",
-            [self.project, trace_id],
-        )
-        return {bytes(r[0]) for r in rows}
-
-    def _reachable(self, start: bytes) -> set[bytes]:
-        seen, todo = {start}, [start]
-        while todo:
-            current = todo.pop()
-            for (nxt,) in self.sql.rows(
-                "SELECT DISTINCT to_trace FROM hops WHERE project_id = ? AND from_trace = ?", [self.project, current]
+    def _transactions_of_all(self, traces: Sequence[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for chunk in _chunks(list(traces)):
+            for (txn,) in self.sql.rows(
+                "SELECT DISTINCT transaction_id FROM transaction_members WHERE project_id = ?"
+                f" AND trace_id IN ({_marks(len(chunk))})",
+                [self.project, *chunk],
             ):
-                nxt = bytes(nxt)
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        return seen
+                found.add(bytes(txn))
+        return found
 
-    def _join(self, a: bytes, b: bytes) -> tuple[set[bytes], bytes | None]:
-        """Trace ``a`` now has a hop to trace ``b`` (the first): membership follows (``plan_hop``)."""
-        txns = self._transactions_of(a)
-        is_root = bool(
-            self.sql.rows(
-                "SELECT 1 FROM transaction_members WHERE project_id = ? AND transaction_id = ? LIMIT 1",
-                [self.project, b],
-            )
-        )
-        change = plan_hop(a, b, txns, self._reachable(b), is_root)
+    def _forward(self, starts: set[bytes]) -> dict[bytes, set[bytes]]:
+        """Trace-level hop edges of everything reachable from ``starts`` (one query per level)."""
+        forward: dict[bytes, set[bytes]] = {}
+        seen, frontier = set(starts), sorted(starts)
+        while frontier:
+            found: list[bytes] = []
+            for chunk in _chunks(frontier):
+                for ft, tt in self.sql.rows(
+                    "SELECT DISTINCT from_trace, to_trace FROM hops WHERE project_id = ?"
+                    f" AND from_trace IN ({_marks(len(chunk))})",
+                    [self.project, *chunk],
+                ):
+                    ft, tt = bytes(ft), bytes(tt)
+                    if ft != tt:
+                        forward.setdefault(ft, set()).add(tt)
+                        if tt not in seen:
+                            seen.add(tt)
+                            found.append(tt)
+            frontier = sorted(found)
+        return forward
+
+    def _join_all(self, joins: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
+        """Membership after trace pairs joined for the first time: ``plan_hop`` for each, in order,
+        on the stored state loaded once (reachability as stored now, this batch's hops included).
+
+        Returns the transactions that changed and those that no longer exist.
+        """
+        if not joins:
+            return set(), set()
+        forward = self._forward({b for _, b in joins})
+
+        def reach(start: bytes) -> set[bytes]:
+            seen, todo = {start}, [start]
+            while todo:
+                for nxt in forward.get(todo.pop(), ()):
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        todo.append(nxt)
+            return seen
+
+        involved = sorted({a for a, _ in joins} | {b for _, b in joins} | {t for ts in forward.values() for t in ts})
+        of_trace: dict[bytes, set[bytes]] = {}
+        roots: set[bytes] = set()
+        for chunk in _chunks(involved):
+            for txn, trace in self.sql.rows(
+                "SELECT transaction_id, trace_id FROM transaction_members WHERE project_id = ?"
+                f" AND trace_id IN ({_marks(len(chunk))})",
+                [self.project, *chunk],
+            ):
+                of_trace.setdefault(bytes(trace), set()).add(bytes(txn))
+                if txn == trace:
+                    roots.add(bytes(txn))
+        added: set[tuple[bytes, bytes]] = set()
+        changed: set[bytes] = set()
+        dropped: set[bytes] = set()
+        for a, b in joins:
+            txns = of_trace.get(a, set()) - dropped
+            change = plan_hop(a, b, txns, reach(b), b in roots and b not in dropped)
+            for txn, trace in change.add:
+                of_trace.setdefault(trace, set()).add(txn)
+                added.add((txn, trace))
+            changed |= txns
+            if change.drop is not None:
+                dropped.add(change.drop)
         self.sql.run_many(
             "INSERT INTO transaction_members (project_id, transaction_id, trace_id) VALUES (?, ?, ?)"
             " ON CONFLICT DO NOTHING",
-            [(self.project, txn, trace) for txn, trace in change.add],
+            [(self.project, txn, trace) for txn, trace in sorted(added) if txn not in dropped],
         )
-        if change.drop is not None:
+        for chunk in _chunks(sorted(dropped)):
             for table, column in (("transaction_members", "transaction_id"), ("transactions", "id"),
                                   ("transaction_terms", "transaction_id")):  # fmt: skip
-                self.sql.run(f"DELETE FROM {table} WHERE project_id = ? AND {column} = ?", [self.project, change.drop])
-        return txns, change.drop
+                self.sql.run(
+                    f"DELETE FROM {table} WHERE project_id = ? AND {column} IN ({_marks(len(chunk))})",
+                    [self.project, *chunk],
+                )
+        return changed - dropped, dropped
 
     # -- hop keys -----------------------------------------------------------------------------
 
@@ -212,32 +306,35 @@ class _GraphWrite:
             "UPDATE hop_keys SET joined = 1 WHERE project_id = ? AND key = ? AND span_id = ? AND side = 'c'",
             [(self.project, key, span) for key, span in taken - was_taken if span not in new_ids],
         )
+        candidates = strongest(found)
+        # What is already stored of these producers' traces: deliveries and joined trace pairs.
+        delivered: set[tuple[bytes, bytes, bytes, int]] = set()
+        known: set[tuple[bytes, bytes]] = set()
+        for chunk in _chunks(sorted({h.from_trace for h in candidates})):
+            for ft, fs, tt, attempt in self.sql.rows(
+                f"SELECT from_trace, from_span, to_trace, attempt FROM hops WHERE project_id = ?"
+                f" AND from_trace IN ({_marks(len(chunk))})",
+                [self.project, *chunk],
+            ):
+                delivered.add((bytes(ft), bytes(fs), bytes(tt), int(attempt)))
+                known.add((bytes(ft), bytes(tt)))
         inserted = []
         joins: list[tuple[bytes, bytes]] = []
-        for hop in strongest(found):
-            delivered = self.sql.rows(
-                "SELECT 1 FROM hops WHERE project_id = ? AND from_trace = ? AND from_span = ? AND to_trace = ?"
-                " AND attempt = ? LIMIT 1",
-                [self.project, *delivery(hop)],
-            )
-            if delivered:
+        for hop in candidates:
+            if delivery(hop) in delivered:
                 continue  # the same delivery, met again through another span of the consumer's trace
+            delivered.add(delivery(hop))
             pair = (hop.from_trace, hop.to_trace)
-            if hop.from_trace != hop.to_trace and pair not in joins:
-                known = self.sql.rows(
-                    "SELECT 1 FROM hops WHERE project_id = ? AND from_trace = ? AND to_trace = ? LIMIT 1",
-                    [self.project, *pair],
-                )
-                if not known:
-                    joins.append(pair)
-            count = self.sql.run(
-                "INSERT INTO hops (project_id, from_trace, from_span, to_trace, to_span, via, dwell_ms, skew, start_ns,"
-                " edge, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [self.project, hop.from_trace, hop.from_span, hop.to_trace, hop.to_span, hop.via, hop.dwell_ms,
-                 int(hop.skew), hop.start_ns, hop.edge, hop.attempt],
-            )  # fmt: skip
-            if count:
-                inserted.append(hop)
+            if hop.from_trace != hop.to_trace and pair not in known:
+                known.add(pair)
+                joins.append(pair)
+            inserted.append(hop)
+        self.sql.run_many(
+            "INSERT INTO hops (project_id, from_trace, from_span, to_trace, to_span, via, dwell_ms, skew, start_ns,"
+            " edge, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [(self.project, h.from_trace, h.from_span, h.to_trace, h.to_span, h.via, h.dwell_ms, int(h.skew),
+              h.start_ns, h.edge, h.attempt) for h in inserted],
+        )  # fmt: skip
         return inserted, joins
 
     # -- rollups and summaries ------------------------------------------------------------------
@@ -270,29 +367,44 @@ class _GraphWrite:
                 [self.project, minute, source, target, kind, *_to_row(merged)],
             )
 
-    def _summarise(self, txn: bytes) -> None:
-        members = [
-            bytes(r[0])
-            for r in self.sql.rows(
-                "SELECT trace_id FROM transaction_members WHERE project_id = ? AND transaction_id = ?",
-                [self.project, txn],
+    def _summarise_all(self, txns: list[bytes]) -> None:
+        """Recompute the stored summaries of these transactions, a few statements for all of them."""
+        members: dict[bytes, list[bytes]] = {}
+        for chunk in _chunks(txns):
+            for txn, trace in self.sql.rows(
+                "SELECT transaction_id, trace_id FROM transaction_members WHERE project_id = ?"
+                f" AND transaction_id IN ({_marks(len(chunk))})",
+                [self.project, *chunk],
+            ):
+                members.setdefault(bytes(txn), []).append(bytes(trace))
+        traces = sorted({t for ts in members.values() for t in ts})
+        facts = load_facts(self.sql, self.project, traces)
+        hops = load_hops(self.sql, self.project, traces)
+        rows, terms = [], []
+        leaving: dict[bytes, list[Hop]] = {}
+        for hop in hops:
+            leaving.setdefault(hop.from_trace, []).append(hop)
+        for txn, ts in sorted(members.items()):
+            t = summarise(
+                txn, {trace: facts[trace] for trace in ts}, [h for trace in ts for h in leaving.get(trace, ())]
             )
-        ]
-        if not members:
-            return
-        t = summarise(txn, load_facts(self.sql, self.project, members), load_hops(self.sql, self.project, members))
-        self.sql.run(
+            rows.append((self.project, txn, t.start_ns, t.end_ns, t.end_ns - t.start_ns, t.errors, int(t.incomplete),
+                         t.hops, transaction_json(t)))  # fmt: skip
+            terms += [(self.project, "service", name, txn) for name in t.services]
+            terms += [(self.project, "resource", name, txn) for name in t.resources]
+        self.sql.run_many(
             "INSERT INTO transactions (project_id, id, start_ns, end_ns, duration_ns, errors, incomplete, hops,"
             " summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             f" ON CONFLICT (project_id, id) DO UPDATE SET {_TXN_SET}",
-            [self.project, txn, t.start_ns, t.end_ns, t.end_ns - t.start_ns, t.errors, int(t.incomplete), t.hops,
-             transaction_json(t)],
-        )  # fmt: skip
-        self.sql.run("DELETE FROM transaction_terms WHERE project_id = ? AND transaction_id = ?", [self.project, txn])
+            rows,
+        )
+        for chunk in _chunks(sorted(members)):
+            self.sql.run(
+                f"DELETE FROM transaction_terms WHERE project_id = ? AND transaction_id IN ({_marks(len(chunk))})",
+                [self.project, *chunk],
+            )
         self.sql.run_many(
-            "INSERT INTO transaction_terms (project_id, key, value, transaction_id) VALUES (?, ?, ?, ?)",
-            [(self.project, "service", s, txn) for s in t.services]
-            + [(self.project, "resource", r, txn) for r in t.resources],
+            "INSERT INTO transaction_terms (project_id, key, value, transaction_id) VALUES (?, ?, ?, ?)", terms
         )
 
 

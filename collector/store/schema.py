@@ -67,7 +67,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX span_links_by_linked ON span_links (project_id, linked_trace_id, linked_span_id)",
         "CREATE INDEX span_links_by_trace ON span_links (project_id, trace_id)",
     ],
-    # 2: what the graph keeps (hoptrace.graph, written in the same transaction as the spans).
+    # 2: what the graph keeps (hoptrace.graph).
     [
         # Hop keys of every span, both sides, kept until retention: the other side may come
         # an hour later or after a restart. Matching is an index lookup on (project, key).
@@ -172,6 +172,16 @@ MIGRATIONS: list[list[str]] = [
             latency {blob} NOT NULL,
             dwell {blob} NOT NULL,
             PRIMARY KEY (project_id, minute, source, target, kind)
+        )""",
+    ],
+    # 3: the graph's backlog. Ingest queues each batch's span ids in the same transaction as the
+    # spans; a background pass derives their graph facts and deletes the row, in one transaction:
+    # nothing acknowledged escapes the graph, and ingest does not wait for it.
+    [
+        """CREATE TABLE graph_backlog (
+            id {serial} PRIMARY KEY,
+            project_id INTEGER NOT NULL,
+            spans {blob} NOT NULL
         )""",
     ],
 ]

@@ -19,8 +19,16 @@ from hoptrace.graph.rollup import MINUTE_NS, EdgeKey, Rollup
 from hoptrace.graph.transactions import Transaction
 
 from ..otlp import SpanBatch
-from . import Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant, TransactionQuery
-from .graph_sql import read_rollups, read_transaction, search_transactions, write_graph
+from . import GraphPass, Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant, TransactionQuery
+from .graph_sql import (
+    BACKLOG_INSERT,
+    backlog_rows,
+    backlog_size,
+    process_backlog,
+    read_rollups,
+    read_transaction,
+    search_transactions,
+)
 from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, LATEST, MIGRATIONS
 
 # Planner statistics are refreshed after the 1st, 16th and every ANALYZE_EVERY-th commit,
@@ -45,6 +53,7 @@ class SqliteStore:
         self._commits = 0
         self._local = threading.local()
         self._writer = self._connect()
+        self._graph = GraphPass(self.graph_step, "hoptrace-graph-sqlite")
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -147,7 +156,7 @@ class SqliteStore:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     links,
                 )
-                write_graph(_Sql(conn), items)  # same transaction: acknowledged spans have their graph facts
+                conn.executemany(BACKLOG_INSERT, backlog_rows(items))  # queued for the graph, durably
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -155,6 +164,7 @@ class SqliteStore:
             self._commits += 1
             if self._commits in (1, 16) or self._commits % ANALYZE_EVERY == 0:
                 self._analyze()
+        self._graph.wake()
 
     def _analyze(self) -> None:
         """Refresh the planner's statistics (sampled: milliseconds at any size).
@@ -267,6 +277,25 @@ class SqliteStore:
     def search_transactions(self, project_id: int, query: TransactionQuery) -> list[Transaction]:
         return search_transactions(_Sql(self._reader()), project_id, query)
 
+    def graph_step(self, max_spans: int = 2000) -> int:
+        """One pass over the graph's backlog, in its own write transaction (see ``graph_sql``)."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                done = process_backlog(_Sql(conn), max_spans)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return done
+
+    def graph_sync(self) -> int:
+        return self._graph.sync()
+
+    def graph_backlog(self) -> int:
+        return backlog_size(_Sql(self._reader()))
+
     def transaction(self, project_id: int, transaction_id: bytes) -> tuple[Transaction, list[Hop]] | None:
         return read_transaction(_Sql(self._reader()), project_id, transaction_id)
 
@@ -316,6 +345,7 @@ class SqliteStore:
         return int(row[0])
 
     def close(self) -> None:
+        self._graph.stop()
         with self._write_lock:
             self._writer.close()
         conn = getattr(self._local, "conn", None)

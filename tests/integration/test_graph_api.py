@@ -22,6 +22,7 @@ def shop(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         spans = order_pipeline.run_traced(moto_endpoint, orders=3)
         send(collector.url, spans)
         with collector.client() as client:
+            settle(client)
             yield client, spans
 
 
@@ -35,6 +36,20 @@ def send(url: str, spans: list[Any]) -> None:
         assert exporter.export(spans) == SpanExportResult.SUCCESS
     finally:
         exporter.shutdown()
+
+
+def settle(client: Any, timeout_s: float = 120.0) -> None:
+    """Wait until the collector's graph pass has derived everything sent so far."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = client.get("/api/v1/graph/status")
+        assert response.status_code == 200, response.text
+        if response.json()["backlog_spans"] == 0 or time.monotonic() > deadline:
+            assert response.json()["backlog_spans"] == 0, "the graph pass did not catch up"
+            return
+        time.sleep(0.05)
 
 
 def get(client: httpx.Client, path: str, **params: Any) -> Any:
@@ -166,6 +181,8 @@ def test_a_read_token_sees_only_its_own_projects_transactions_and_map(tmp_path) 
 
         def get(path: str, token: str | None) -> Any:
             return api.get(path, headers={"Authorization": f"Bearer {token}"} if token else {})
+
+        api.app.state.collector.store.graph_sync()  # type: ignore[attr-defined]
 
         txn_id = send_span.trace_id.hex()
         assert [t["id"] for t in get("/api/v1/transactions", read_a).json()["transactions"]] == [txn_id]

@@ -19,7 +19,7 @@ import pytest
 import hoptrace
 from tests.collector_server import CollectorProcess
 from tests.conftest import Tracing
-from tests.integration.test_graph_api import send
+from tests.integration.test_graph_api import send, settle
 from tests.lambda_context import LambdaContext
 from tests.lambda_events_messaging import sqs_event
 from tests.lambda_events_streams import dynamodb_stream_record, records_event
@@ -46,6 +46,7 @@ def hexid(span: Any) -> str:
 
 def transactions_of(c: CollectorProcess, trace_id: str) -> list[dict[str, Any]]:
     with c.client() as client:
+        settle(client)
         response = client.get("/api/v1/transactions", params={"q": trace_id})
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()["transactions"]
@@ -244,6 +245,7 @@ def test_spans_of_opentelemetry_botocore_instrumentation_map_to_their_resources(
     send(collector.url, spans)
 
     with collector.client() as client:
+        settle(client)
         doc = client.get("/api/v1/map").json()
     edges = {e["id"] for e in doc["edges"]}
     assert {

@@ -478,8 +478,15 @@ def fn_batch(spans: list[Span], fn: str) -> SpanBatch:
     return batch(spans, service=fn, resource={"faas.name": fn, **LAMBDA})
 
 
+def synced(store: SpanStore) -> SpanStore:
+    """The store once its graph pass has caught up with every write (it runs in the background)."""
+    store.graph_sync()
+    assert store.graph_backlog() == 0
+    return store
+
+
 def txns(store: SpanStore, project: int, **filters: Any) -> list[Any]:
-    return store.search_transactions(project, TransactionQuery(**filters))
+    return synced(store).search_transactions(project, TransactionQuery(**filters))
 
 
 def test_a_consumer_stored_before_its_producer_is_joined_after_a_collector_restart(
@@ -498,13 +505,13 @@ def test_a_consumer_stored_before_its_producer_is_joined_after_a_collector_resta
         (txn,) = txns(restarted, default)
         assert txn.root_trace_id == send.trace_id.hex()
         assert txn.trace_ids == (send.trace_id.hex(), consume.trace_id.hex())
-        found = restarted.transaction(default, send.trace_id)
+        found = synced(restarted).transaction(default, send.trace_id)
         assert found is not None
         _, hops = found
         assert [(h.from_span, h.to_span, h.via, h.dwell_ms) for h in hops] == [
             (send.span_id, consume.span_id, "message_id", 1990.0)
         ]
-        assert restarted.transaction(default, consume.trace_id) is None  # no longer an entry of its own
+        assert synced(restarted).transaction(default, consume.trace_id) is None  # no longer an entry of its own
     finally:
         restarted.close()
 
@@ -533,7 +540,7 @@ def test_a_batch_consumer_belongs_to_each_transaction_it_read_from_and_merges_no
     assert sorted(t.root_trace_id for t in found) == sorted(s.trace_id.hex() for s in sends)
     for t in found:
         assert len(t.trace_ids) == 2 and t.trace_ids[1] == invocation.trace_id.hex()
-    nodes, edges = store.graph_window(default, BASE - 60 * S, BASE + 120 * S)
+    nodes, edges = synced(store).graph_window(default, BASE - 60 * S, BASE + 120 * S)
     assert edges[("queue:orders", "function:worker", "deliver")].count == 10
     assert edges[("queue:orders", "function:worker", "deliver")].dwell.count == 10
     assert edges[("function:api", "queue:orders", "publish")].count == 10
@@ -545,13 +552,13 @@ def test_the_map_window_is_a_merge_of_the_minutes_it_covers(store: SpanStore, de
     for m in range(3):
         for i in range(m + 1):
             store.write([(default, fn_batch([sqs_send(f"w-{m}-{i}", minute + m * 60 * S + i * S)], "api"))])
-    one, _ = store.graph_window(default, minute, minute + 60 * S)
-    _, edges = store.graph_window(default, minute, minute + 3 * 60 * S)
+    one, _ = synced(store).graph_window(default, minute, minute + 60 * S)
+    _, edges = synced(store).graph_window(default, minute, minute + 3 * 60 * S)
     assert one == {}  # a send is an edge, not an invocation
     assert edges[("function:api", "queue:orders", "publish")].count == 6
-    _, first = store.graph_window(default, minute, minute + 60 * S)
+    _, first = synced(store).graph_window(default, minute, minute + 60 * S)
     assert first[("function:api", "queue:orders", "publish")].count == 1
-    _, later = store.graph_window(default, minute + 60 * S, minute + 3 * 60 * S)
+    _, later = synced(store).graph_window(default, minute + 60 * S, minute + 3 * 60 * S)
     assert later[("function:api", "queue:orders", "publish")].count == 5
 
 
@@ -613,25 +620,49 @@ def test_projects_never_join_each_other_hops(store: SpanStore, default: int) -> 
     assert mine.trace_ids == (send.trace_id.hex(),)
     assert mine.incomplete
     assert len(txns(store, other.id)) == 1
-    assert store.graph_window(other.id, BASE - S, BASE + 60 * S)[1].keys() == {
+    assert synced(store).graph_window(other.id, BASE - S, BASE + 60 * S)[1].keys() == {
         ("queue:orders", "function:worker", "deliver")
     }
 
 
-def test_the_graph_facts_commit_with_the_spans_or_not_at_all(
-    store: SpanStore, default: int, monkeypatch: pytest.MonkeyPatch
+def test_written_spans_stay_queued_for_the_graph_until_a_pass_commits_their_facts(
+    store: SpanStore, store_url: str, default: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import hoptrace.collector.store.postgres as pg_module
     import hoptrace.collector.store.sqlite as sqlite_module
 
-    def broken(*_: Any) -> None:
-        raise RuntimeError("graph failed")
+    def broken(*_: Any, **__: Any) -> int:
+        raise RuntimeError("graph pass failed")
 
-    monkeypatch.setattr(sqlite_module, "write_graph", broken)
-    monkeypatch.setattr(pg_module, "write_graph", broken)
-    with pytest.raises(RuntimeError, match="graph failed"):
-        store.write([(default, fn_batch([sqs_send("x", BASE)], "api"))])
-    assert store.count_spans() == 0
+    for module in (sqlite_module, pg_module):
+        monkeypatch.setattr(module, "process_backlog", broken)
+    send = sqs_send("q-1", BASE)
+    store.write([(default, fn_batch([send], "api"))])  # acknowledged: spans and their queue row committed
+    with pytest.raises(RuntimeError, match="graph pass failed"):
+        store.graph_sync()
+    assert store.count_spans() == 1
+    assert store.graph_backlog() == 1  # nothing lost: still queued
+    monkeypatch.undo()
+    store.close()
+
+    restarted = open_store(store_url)  # e.g. the collector was killed before its graph pass ran
+    try:
+        restarted.migrate()
+        assert restarted.graph_sync() == 1
+        assert [t.id for t in txns(restarted, default)] == [send.trace_id.hex()]
+        assert raw(store_url, "SELECT count(*) FROM graph_backlog") == [(0,)]
+    finally:
+        restarted.close()
+
+
+def test_the_background_pass_derives_the_graph_without_being_asked(store: SpanStore, default: int) -> None:
+    send = sqs_send("bg-1", BASE)
+    store.write([(default, fn_batch([send], "api"))])
+    deadline = time.monotonic() + 60
+    while store.graph_backlog() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.graph_backlog() == 0
+    assert [t.id for t in store.search_transactions(default, TransactionQuery())] == [send.trace_id.hex()]
 
 
 def test_pending_hop_keys_are_matched_through_their_index(store: SpanStore, store_url: str, default: int) -> None:
@@ -655,7 +686,7 @@ def test_retention_removes_the_graph_facts_of_old_spans(store: SpanStore, store_
     assert [t.id for t in txns(store, default)] == [new.trace_id.hex()]
     assert raw(store_url, "SELECT count(*) FROM hop_keys") == [(2,)]  # the new send's parent and message keys
     assert raw(store_url, "SELECT count(*) FROM hops") == [(0,)]
-    assert store.graph_window(default, BASE - S, BASE + 60 * S) == ({}, {})
+    assert synced(store).graph_window(default, BASE - S, BASE + 60 * S) == ({}, {})
 
 
 def test_two_spans_of_one_consumer_trace_joined_in_one_write_make_one_delivery(store: SpanStore, default: int) -> None:

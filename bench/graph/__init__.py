@@ -1,0 +1,253 @@
+"""``python -m bench graph`` (or ``python -m bench.graph``): the graph's costs, each beside a
+baseline measured in the same run.
+
+- correlation: N spans through ``hoptrace.graph.correlator.Correlator`` in export batches
+  (keys, matching, membership, rollups, per-trace facts), against generating the same spans
+  and touching each once (the floor of any incremental pass);
+- ingest: the SQLite store's ``write`` with its graph facts, against the same writes with the
+  graph left out (what the graph adds to acknowledged ingest);
+- map: ``graph_window`` + the networkx model + JSON for 1 h and 24 h of minute rollups, against
+  reading the same rollup rows raw;
+- transaction fetch: a transaction with the spans of all its traces, against fetching its entry
+  trace alone (the query API's trace fetch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sqlite3
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from bench.graph.workload import SPANS_PER_ORDER, batches, orders, to_request
+from bench.measure import percentile, progress
+from bench.report import Report, Row, Section
+from hoptrace.collector.otlp import Limits, normalise
+from hoptrace.collector.store import sqlite as sqlite_store
+from hoptrace.collector.store.graph_sql import _to_row, backlog_rows
+from hoptrace.graph.correlator import Correlator
+from hoptrace.graph.rollup import MINUTE_NS, Rollups
+from hoptrace.graph.servicemap import ServiceMap
+
+START_NS = (time.time_ns() // MINUTE_NS - 25 * 60) * MINUTE_NS  # a day and an hour ago, on a minute
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--graph-spans", type=int, default=1_000_000, help="spans to correlate (default 1M)")
+    group.add_argument("--graph-ingest-spans", type=int, default=60_000, help="spans written through the store")
+
+
+def run(args: argparse.Namespace) -> Report:
+    quick = bool(getattr(args, "quick", False))
+    n_corr = 60_000 if quick else args.graph_spans
+    n_ingest = 12_000 if quick else args.graph_ingest_spans
+    report = Report("graph", config={"correlation_spans": n_corr, "ingest_spans": n_ingest, "quick": quick})
+    report.sections.append(_correlation(n_corr))
+    with tempfile.TemporaryDirectory(prefix="hoptrace-bench-graph-") as tmp:
+        ingest, store = _ingest(Path(tmp), n_ingest)
+        report.sections.append(ingest)
+        try:
+            report.sections.append(_transactions(store))
+            report.sections.append(_map(store, Path(tmp) / "with-graph.db", repeats=5 if quick else 20))
+        finally:
+            store.close()
+    return report
+
+
+# -- correlation ------------------------------------------------------------------------------------
+
+
+def _correlation(n: int) -> Section:
+    progress(f"graph: generating {n} spans (baseline pass)")
+    started = time.perf_counter()
+    seen: dict[tuple[bytes, bytes], int] = {}
+    for batch in batches(n, START_NS):
+        for s in batch:
+            seen[(s.trace_id, s.span_id)] = s.start_ns
+    floor = time.perf_counter() - started
+    total = len(seen)
+    seen.clear()
+    progress(f"graph: correlating {total} spans")
+    correlator = Correlator()
+    started = time.perf_counter()
+    hops = 0
+    for batch in batches(n, START_NS):
+        hops += len(correlator.add(batch))
+    value = time.perf_counter() - started
+    txns = len(correlator.index.members)
+    per_million = value * 1_000_000 / total
+    return Section(
+        "incremental correlation (in memory, one core)",
+        f"{total} spans of {total // SPANS_PER_ORDER} orders (API → queue → worker → table → stream; 30 % with "
+        "context lost) in export batches of 500, 10 % of batches overtaking their predecessor; seconds for "
+        "the whole stream, generation included on both sides.",
+        rows=[
+            Row(
+                f"correlate {total} spans",
+                "s",
+                "generate + touch each span once",
+                floor,
+                value,
+                goal="≤ 10 s per 1M spans",
+                met=per_million <= 10.0,
+                note=f"{per_million:.1f} s per 1M, {total / value:,.0f} spans/s",
+            ),
+        ],
+        notes=[f"{hops} hops, {txns} transactions ({total // SPANS_PER_ORDER} expected)"],
+        raw={"spans": total, "hops": hops, "transactions": txns, "seconds": value, "floor_seconds": floor},
+    )
+
+
+# -- ingest through the store ---------------------------------------------------------------------------
+
+
+def _requests(n: int) -> list[Any]:
+    return [normalise(to_request(b), Limits(max_spans=100_000)) for b in batches(n, START_NS + 3600 * 10**9)]
+
+
+def _ingest(tmp: Path, n: int) -> tuple[Section, sqlite_store.SqliteStore]:
+    progress(f"graph: encoding {n} spans as OTLP batches")
+    timings: dict[str, float] = {}
+    kept: sqlite_store.SqliteStore | None = None
+    for variant in ("without-graph", "with-graph"):
+        work = _requests(n)  # fresh batches each time: normalise's output is what the writer gets
+        store = sqlite_store.SqliteStore(str(tmp / f"{variant}.db"))
+        store.migrate()
+        store._graph.stop()  # measured apart below, not competing with the writes
+        queue = (lambda items: []) if variant == "without-graph" else backlog_rows
+        with mock.patch.object(sqlite_store, "backlog_rows", queue):
+            progress(f"graph: ingest {variant}")
+            started = time.perf_counter()
+            for b in work:
+                store.write([(1, b)])
+            timings[variant] = time.perf_counter() - started
+        if variant == "with-graph":
+            progress("graph: graph pass over the backlog")
+            started = time.perf_counter()
+            store.graph_sync()
+            timings["graph-pass"] = time.perf_counter() - started
+            kept = store
+        else:
+            store.close()
+    assert kept is not None
+    spans = n - n % SPANS_PER_ORDER
+    without, queued, derived = (spans / timings[k] for k in ("without-graph", "with-graph", "graph-pass"))
+    section = Section(
+        "ingest and the graph pass (SQLite, durable commits)",
+        f"{spans} spans written batch by batch (500 spans per commit) through SqliteStore.write, then the graph "
+        "pass over the queued backlog (its own transactions of ~2,000 spans); spans/s.",
+        rows=[
+            Row(
+                "ingest spans/s, graph queued",
+                "spans/s",
+                "ingest spans/s, nothing queued",
+                without,
+                queued,
+                note="what acknowledging costs more",
+            ),
+            Row(
+                "graph pass spans/s",
+                "spans/s",
+                "ingest spans/s, nothing queued",
+                without,
+                derived,
+                note="how fast the graph catches up; it runs beside ingest",
+            ),
+        ],
+        raw=timings,
+    )
+    return section, kept
+
+
+# -- transaction fetch ----------------------------------------------------------------------------------
+
+
+def _transactions(store: sqlite_store.SqliteStore) -> Section:
+    from hoptrace.collector.store import TransactionQuery
+
+    found = store.search_transactions(1, TransactionQuery(limit=500))
+    rng = random.Random(3)
+    sample = [rng.choice(found) for _ in range(300)]
+    fetch, baseline = [], []
+    for t in sample:
+        started = time.perf_counter()
+        store.trace(1, bytes.fromhex(t.root_trace_id))
+        baseline.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        got = store.transaction(1, bytes.fromhex(t.id))
+        assert got is not None
+        for trace_id in got[0].trace_ids:
+            store.trace(1, bytes.fromhex(trace_id))
+        fetch.append((time.perf_counter() - started) * 1000)
+    p95, base95 = percentile(fetch, 95), percentile(baseline, 95)
+    return Section(
+        "transaction fetch (SQLite)",
+        "300 random transactions of the ingest run: summary, hops and every span of every member trace "
+        "(what GET /api/v1/transactions/{id} reads), p95 in ms.",
+        rows=[
+            Row("transaction fetch p95", "ms", "its entry trace alone, p95", base95, p95, goal="< 10 ms", met=p95 < 10)
+        ],
+        raw={"fetch_ms": fetch, "trace_ms": baseline},
+    )
+
+
+# -- map windows ----------------------------------------------------------------------------------------
+
+
+def _fill_rollups(path: Path) -> int:
+    """Minute rollups for a whole day: each minute the map of 50 orders (written directly)."""
+    sample = Rollups()
+    for spans in orders(50, START_NS, seed=9):
+        for s in spans:
+            sample.add_span(s)
+    first = START_NS // MINUTE_NS
+    node_rows, edge_rows = [], []
+    for minute in range(first, first + 25 * 60):
+        for (_, node), r in sample.nodes.items():
+            node_rows.append((1, minute, node, *_to_row(r)))
+        for (_, source, target, kind), r in sample.edges.items():
+            edge_rows.append((1, minute, source, target, kind, *_to_row(r)))
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.executemany("INSERT OR REPLACE INTO node_rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", node_rows)
+        conn.executemany(
+            "INSERT OR REPLACE INTO edge_rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", edge_rows
+        )
+    return len(node_rows) + len(edge_rows)
+
+
+def _map(store: sqlite_store.SqliteStore, path: Path, repeats: int) -> Section:
+    rows = _fill_rollups(path)
+    section = Section(
+        "service map of a window (SQLite)",
+        f"{rows} minute rollup rows over 25 h; map = merge of the window's minutes + networkx model + JSON, "
+        f"p95 of {repeats} runs, in ms.",
+    )
+    end = START_NS + 25 * 3600 * 10**9
+    with closing(sqlite3.connect(path)) as raw:
+        for label, hours, goal in (("1 h", 1, 100.0), ("24 h", 24, 100.0)):
+            start = end - hours * 3600 * 10**9
+            built, fetched = [], []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                raw.execute(
+                    "SELECT * FROM edge_rollups WHERE project_id = 1 AND minute >= ? AND minute < ?",
+                    (start // MINUTE_NS, end // MINUTE_NS),
+                ).fetchall()
+                raw.execute(
+                    "SELECT * FROM node_rollups WHERE project_id = 1 AND minute >= ? AND minute < ?",
+                    (start // MINUTE_NS, end // MINUTE_NS),
+                ).fetchall()
+                fetched.append((time.perf_counter() - t0) * 1000)
+                t0 = time.perf_counter()
+                ServiceMap(*store.graph_window(1, start, end)).to_json()
+                built.append((time.perf_counter() - t0) * 1000)
+            p95 = percentile(built, 95)
+            section.rows.append(Row(f"map of {label}", "ms", "reading its rollup rows raw, p95",
+                                    percentile(fetched, 95), p95, goal=f"< {goal:.0f} ms", met=p95 < goal))  # fmt: skip
+            section.raw[label] = {"map_ms": built, "rows_ms": fetched}
+    return section
