@@ -16,6 +16,7 @@ import functools
 import os
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -364,6 +365,7 @@ def _seconds(response: httpx.Response) -> bool:
 IN_FLIGHT = 6
 LATE_CLIENTS = 2
 LATE_MAX = 100  # per late client
+SIGTERM_EXIT_BOUND_S = 60  # generous: the drain here is a few small commits once the lock goes
 
 
 def test_sigterm_answers_the_requests_in_flight_drains_them_and_exits_0(store_url: str) -> None:
@@ -393,14 +395,20 @@ def test_sigterm_answers_the_requests_in_flight_drains_them_and_exits_0(store_ur
                 collector.terminate()
                 wait_until(lambda: port_closed(collector.port), 30, "the collector stopped listening")
                 lock.release()
-                status = collector.wait(60)
+                try:
+                    status: int | None = collector.wait(SIGTERM_EXIT_BOUND_S)
+                except subprocess.TimeoutExpired:
+                    status = None  # still running: reported below
                 stop_late.set()
                 answers = [w.result(60) for w in waiting]
                 for f in lates:
                     f.result(60)
     finally:
         collector.kill()
-    assert status == 0, f"exit status {status} after SIGTERM:\n{collector.output()[-2000:]}"
+    assert status == 0, (
+        f"exit status {status} (None: still running after {SIGTERM_EXIT_BOUND_S} s) after SIGTERM:\n"
+        f"{collector.output()[-2000:]}"
+    )
     assert answers == ["ack"] * IN_FLIGHT, f"requests in flight at SIGTERM were answered {answers}"
     assert not outcomes.other, f"unexpected answers: {outcomes.other[:3]}"
     assert "Traceback" not in collector.output(), collector.output()[-2000:]
