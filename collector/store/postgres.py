@@ -34,6 +34,7 @@ from ..otlp import SpanBatch
 from . import GraphPass, Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant, TransactionQuery
 from .graph_sql import (
     BACKLOG_INSERT,
+    backfill_hourly,
     backlog_rows,
     backlog_size,
     process_backlog,
@@ -41,7 +42,7 @@ from .graph_sql import (
     read_transaction,
     search_transactions,
 )
-from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, LATEST, MIGRATIONS
+from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 T = TypeVar("T")
@@ -244,6 +245,8 @@ class PostgresStore:
             with conn.transaction():
                 for statement in MIGRATIONS[version - 1]:
                     conn.execute(statement.format(blob=BLOB, serial=SERIAL))
+                if version == HOURLY_ROLLUPS:
+                    backfill_hourly(_Sql(conn))
                 conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
         conn.execute(
             "INSERT INTO projects (name, created_ns) SELECT %s, %s WHERE NOT EXISTS (SELECT 1 FROM projects)",

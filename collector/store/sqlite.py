@@ -22,6 +22,7 @@ from ..otlp import SpanBatch
 from . import GraphPass, Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant, TransactionQuery
 from .graph_sql import (
     BACKLOG_INSERT,
+    backfill_hourly,
     backlog_rows,
     backlog_size,
     process_backlog,
@@ -29,7 +30,7 @@ from .graph_sql import (
     read_transaction,
     search_transactions,
 )
-from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, LATEST, MIGRATIONS
+from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS
 
 # Planner statistics are refreshed after the 1st, 16th and every ANALYZE_EVERY-th commit,
 # sampling ANALYZE_ROWS rows per index (see SqliteStore._analyze).
@@ -101,6 +102,8 @@ class SqliteStore:
                 try:
                     for statement in MIGRATIONS[version - 1]:
                         conn.execute(statement.format(blob="BLOB", serial="INTEGER"))
+                    if version == HOURLY_ROLLUPS:
+                        backfill_hourly(_Sql(conn))
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
                     conn.execute("COMMIT")
                 except BaseException:

@@ -3,7 +3,11 @@ running collector (``hoptrace serve``), transactions and the map read back from 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,15 +15,33 @@ import pytest
 
 from examples import order_pipeline
 from tests.collector_server import CollectorProcess
+from tests.conftest import free_port, wait_for_port
 
 
 @pytest.fixture(scope="module")
-def shop(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, list[Any]]]:
+def own_moto() -> Iterator[str]:
+    """A moto server of this module's own: the demo shop creates fixed names (table "orders")
+    that another test's shop may already have made on the session's server."""
+    exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
+    assert exe is not None, "moto_server not found: install the dev extra"
+    port = free_port()
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def shop(own_moto: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, list[Any]]]:
     """Three orders through the demo shop (API → queue → worker → table → stream → totals), traced
     by hoptrace and exported to a collector; its API client and the spans as recorded."""
     db = tmp_path_factory.mktemp("graph") / "graph.db"
     with CollectorProcess(f"sqlite:///{db}") as collector:
-        spans = order_pipeline.run_traced(moto_endpoint, orders=3)
+        spans = order_pipeline.run_traced(own_moto, orders=3)
         send(collector.url, spans)
         with collector.client() as client:
             settle(client)

@@ -699,3 +699,47 @@ def test_two_spans_of_one_consumer_trace_joined_in_one_write_make_one_delivery(s
     (txn,) = txns(store, default)
     assert txn.trace_ids == (send.trace_id.hex(), invocation.trace_id.hex())
     assert txn.hops == 1
+
+
+def test_a_window_over_whole_hours_and_ragged_ends_counts_every_minute_once(store: SpanStore, default: int) -> None:
+    hour = (BASE // (3600 * S) - 5) * 3600 * S  # an hour boundary, five hours back
+    offsets = [10, 59, 60, 61, 119, 120, 125, 179, 181]  # minutes after it
+    for i, minute in enumerate(offsets):
+        store.write([(default, fn_batch([sqs_send(f"h-{i}", hour + minute * 60 * S + S)], "api"))])
+
+    def count(first_minute: int, last_minute: int) -> int:
+        _, edges = synced(store).graph_window(default, hour + first_minute * 60 * S, hour + last_minute * 60 * S)
+        rollup = edges.get(("function:api", "queue:orders", "publish"))
+        return rollup.count if rollup else 0
+
+    for first, last in [(0, 240), (5, 185), (60, 120), (61, 121), (59, 180), (11, 59), (120, 121)]:
+        assert count(first, last) == sum(first <= m < last for m in offsets), (first, last)
+
+
+def test_migrating_to_hourly_rollups_fills_them_from_the_minutes(store: SpanStore, store_url: str) -> None:
+    project = store.project("default")
+    assert project is not None
+    hour = (BASE // (3600 * S) - 3) * 3600 * S
+    for i in range(6):
+        store.write([(project.id, fn_batch([sqs_send(f"m-{i}", hour + i * 20 * 60 * S)], "api"))])
+    store.graph_sync()
+    store.close()
+    # The database as hoptrace left it before migration 4 (hourly rows did not exist).
+    statements = ["DROP TABLE node_rollups_hourly", "DROP TABLE edge_rollups_hourly",
+                  "DELETE FROM schema_version WHERE version >= 4"]  # fmt: skip
+    if store_url.startswith("sqlite:"):
+        with closing(sqlite3.connect(store_url[len("sqlite:///") :])) as conn, conn:
+            for statement in statements:
+                conn.execute(statement)
+    else:
+        with psycopg.connect(store_url, autocommit=True) as pg:
+            for statement in statements:
+                pg.execute(statement)
+    upgraded = open_store(store_url)
+    try:
+        assert upgraded.migrate() == LATEST
+        _, edges = upgraded.graph_window(project.id, hour, hour + 3 * 3600 * S)
+        assert edges[("function:api", "queue:orders", "publish")].count == 6
+        assert edges[("function:api", "queue:orders", "publish")].latency.count == 6
+    finally:
+        upgraded.close()
