@@ -177,6 +177,11 @@ def bench_populate(args: argparse.Namespace) -> int:
     progress = Progress(total=mix.spans)
     try:
         written = populate(store, project_id, mix, batch_spans=args.batch_spans, on_batch=progress.add)
+        behind = store.graph_backlog()
+        if behind:
+            print(f"populate: deriving the graph of the last {behind:,} spans (hops, transactions, map)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            store.graph_sync()
     except StoreError as exc:
         print(f"hoptrace: {exc}", file=sys.stderr)
         return 2

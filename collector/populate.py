@@ -383,7 +383,8 @@ def populate(
     """Write every trace of ``mix`` through ``store.write`` in batches; returns the spans written.
 
     This is the collector's own write path (normalise, then the store's one transaction per
-    batch with its graph facts), only without HTTP and the writer thread in front of it.
+    batch; the store's background pass derives the graph facts meanwhile), only without HTTP and
+    the writer thread in front of it. Call ``store.graph_sync()`` afterwards to wait for the graph.
     """
     limits = Limits(max_spans=max(batch_spans * 2, Limits.max_spans))
     now = max(time.time_ns(), mix.end_ns + 10**9)

@@ -134,7 +134,7 @@ def _ingest_backend(
 
 
 # The fresh stores one backend's ingest run writes to.
-_STORES = ("collector", "floor", "breakdown", "breakdown_without_graph")
+_STORES = ("collector", "floor", "breakdown")
 
 
 def _subset(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
