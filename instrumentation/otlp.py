@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import struct
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -321,6 +322,17 @@ def needs_otel_exporter(env: Mapping[str, str] | None = None) -> str | None:
 # --- sending -----------------------------------------------------------------------------
 
 
+class _Connection(http.client.HTTPConnection):
+    """Resolves the host as bytes: given text, the socket module imports the IDNA codec (and
+    ``unicodedata``) on first use, a few milliseconds of the first flush. No proxy tunnels."""
+
+    def connect(self) -> None:
+        host: str | bytes = self.host.encode("ascii") if self.host.isascii() else self.host
+        address: Any = (host, self.port)  # bytes are a valid host for getaddrinfo; typeshed says str
+        self.sock = socket.create_connection(address, self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class OtlpHttpExporter:
     """POSTs encoded spans over one keep-alive connection; ``export`` returns True on a 2xx.
 
@@ -354,7 +366,7 @@ class OtlpHttpExporter:
     def _connect(self) -> http.client.HTTPConnection:
         if self._https:
             return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout)
-        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        return _Connection(self._host, self._port, timeout=self._timeout)
 
     def export(self, spans: Sequence[Any]) -> bool:
         body = encode_request(spans)

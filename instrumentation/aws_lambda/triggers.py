@@ -240,7 +240,7 @@ def _parse(event: Any, context: Any) -> Trigger:
         if "detail-type" in event and "source" in event:
             return _eventbridge(event)
     trigger = Trigger(faas_trigger="other", source="direct", kind=SpanKind.SERVER)
-    if context is not None:
+    if getattr(context, "client_context", None) is not None:
         try:
             module = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.carriers.lambda_invoke")
             trigger.parent = module.extract_client_context(context)
