@@ -45,6 +45,7 @@ INIT_GOAL_MS = 30.0
 
 RUNTIME = '''\
 """Stand-in for the Lambda Python runtime: import the handler module (init), then invoke it."""
+import gc
 import importlib
 import json
 import logging  # the real runtime has it loaded before the function's code
@@ -54,24 +55,45 @@ import time
 from lambda_env import EVENT, LambdaContext
 
 WARM = {warm}
+PHASE = ["startup"]
+FULL_GC = {{}}  # phase -> [count, process CPU ms]: where the interpreter's full collections fall
+_gc_started = [0.0]
+
+
+def _on_gc(stage, info):
+    if info["generation"] != 2:
+        return
+    if stage == "start":
+        _gc_started[0] = time.process_time()
+    else:
+        seen = FULL_GC.setdefault(PHASE[0], [0, 0.0])
+        seen[0] += 1
+        seen[1] += (time.process_time() - _gc_started[0]) * 1000
+
+
+gc.callbacks.append(_on_gc)
 
 
 def main():
     module_name, _, function_name = os.environ["_HANDLER"].rpartition(".")
     name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+    PHASE[0] = "init"
     t0 = time.perf_counter_ns()
     module = importlib.import_module(module_name)
     handler = getattr(module, function_name)
     t1 = time.perf_counter_ns()
+    PHASE[0] = "first"
     handler(EVENT, LambdaContext(name))
     t2 = time.perf_counter_ns()
+    PHASE[0] = "warm"
     warm = []
     for _ in range(WARM):
         context = LambdaContext(name)
         start = time.perf_counter_ns()
         handler(EVENT, context)
         warm.append(time.perf_counter_ns() - start)
-    out = {{"init_ns": t1 - t0, "first_ns": t2 - t1, "warm_ns": warm}}
+    PHASE[0] = "settle"
+    out = {{"init_ns": t1 - t0, "first_ns": t2 - t1, "warm_ns": warm, "full_gc": FULL_GC}}
     settle = getattr(module, "bench_settle", None)
     if settle is not None:
         out["settle"] = settle()
@@ -202,8 +224,10 @@ class Samples:
     warm_ms: list[float] = field(default_factory=list)
     process_ms: list[float] = field(default_factory=list)
     settle: list[Any] = field(default_factory=list)
+    full_gc: list[dict[str, list[float]]] = field(default_factory=list)
 
     def add(self, result: dict[str, Any], wall_ns: int) -> None:
+        self.full_gc.append(result.get("full_gc") or {})
         init, first = result["init_ns"] / 1e6, result["first_ns"] / 1e6
         self.init_ms.append(init)
         self.first_ms.append(first)
@@ -301,8 +325,21 @@ def _section(samples: dict[str, Samples], runs: int) -> Section:
         section.rows.append(
             Row(f"{title}, added: hoptrace vs OpenTelemetry", "ms", "OpenTelemetry added", otel_added, hop_added)
         )
+    for variant in VARIANTS:
+        runs_of = samples[variant].full_gc
+        phases = sorted({p for r in runs_of for p in r if p in ("init", "first", "warm")})
+        where = ", ".join(
+            f"{p} in {sum(1 for r in runs_of if p in r)}/{len(runs_of)} runs "
+            f"(median {median([r[p][1] for r in runs_of if p in r]):.1f} ms CPU)"
+            for p in phases
+        )
+        section.notes.append(
+            f"{LABELS[variant]}: full garbage collections (generation 2) during {where or 'no timed phase'}. "
+            "One falls wherever the interpreter's allocation counts cross its threshold; it costs in "
+            "proportion to every live object (boto3's included), so compare `init + first invocation`."
+        )
     section.raw = {
-        v: {k: getattr(s, k) for k in ("init_ms", "first_ms", "total_ms", "warm_ms", "process_ms")}
+        v: {k: getattr(s, k) for k in ("init_ms", "first_ms", "total_ms", "warm_ms", "process_ms", "full_gc")}
         for v, s in samples.items()
     }
     section.raw["paired_init_added_ms"] = {
