@@ -54,7 +54,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         store.write([(1, batch) for batch in batches])
         timed("write", mark)
         spans += sum(len(b.spans) for b in batches)
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or spans >= payload.get("max_spans", spans + 1):
             break
     graph_sync = getattr(store, "graph_sync", None)
     if graph_sync is not None:
