@@ -74,21 +74,29 @@ def service_map(
     to: str | None = Query(None, description="RFC 3339 or unix ms; default: now"),
     compare_from: str | None = Query(None, description="start of the window to compare with"),
     compare_to: str | None = Query(None, description="end of the window to compare with"),
+    focus: str | None = Query(None, description="a node id: only it and what is upstream/downstream of it"),
+    direction: str = Query("both", pattern="^(upstream|downstream|both)$", description="which side of `focus`"),
 ) -> dict[str, Any]:
     """Nodes (functions, services, queues, topics, tables, streams, API routes, external hosts) and
     edges (sync, publish, deliver) with counts, errors, throttles, latency percentiles and, on
     asynchronous edges, queue dwell. Windows are whole minutes. With ``compare_from`` /
     ``compare_to``: per node and edge ``delta`` against that window and ``status`` new, gone or same.
+    With ``focus``: only that node and its upstream and/or downstream nodes.
     """
     project_id = project_for(request, "read")
     store = collector_of(request).store
     start, end = _window(from_, to, ("from", "to"), time.time_ns())
-    current = ServiceMap(*store.graph_window(project_id, start, end)).to_json()
+
+    def build(first: int, last: int) -> dict[str, Any]:
+        model = ServiceMap(*store.graph_window(project_id, first, last))
+        return (model.focus(focus, direction) if focus else model).to_json()
+
+    current = build(start, end)
     out: dict[str, Any] = {"from": rfc3339(start), "to": rfc3339(end)}
     if compare_from is None and compare_to is None:
         return {**out, **current}
     base_start, base_end = _window(compare_from, compare_to, ("compare_from", "compare_to"), start)
-    baseline = ServiceMap(*store.graph_window(project_id, base_start, base_end)).to_json()
+    baseline = build(base_start, base_end)
     return {**out, "compare": {"from": rfc3339(base_start), "to": rfc3339(base_end)}, **compare(current, baseline)}
 
 

@@ -79,6 +79,17 @@ class ServiceMap:
         """Every node reachable from ``node_id``."""
         return set(nx.descendants(self.graph, node_id)) if node_id in self.graph else set()
 
+    def focus(self, node_id: str, direction: str = "both") -> ServiceMap:
+        """The map around one node: it and what is upstream, downstream or both of it."""
+        keep = {node_id} if node_id in self.graph else set()
+        if keep and direction in ("upstream", "both"):
+            keep |= self.upstream(node_id)
+        if keep and direction in ("downstream", "both"):
+            keep |= self.downstream(node_id)
+        focused = ServiceMap({}, {})
+        focused.graph = self.graph.subgraph(keep).copy()
+        return focused
+
     def to_json(self) -> Json:
         layers = self.layers()
         nodes = []

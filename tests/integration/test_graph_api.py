@@ -145,6 +145,14 @@ def test_the_map_shows_the_pipeline_with_counts_and_queue_dwell(shop) -> None:
     assert kinds["api:POST /checkout"] == "api"
 
 
+def test_the_map_around_one_node_follows_its_upstream(shop) -> None:
+    client, _ = shop
+    doc = get(client, "/api/v1/map", focus="queue:checkout-queue", direction="upstream")
+    assert {n["id"] for n in doc["nodes"]} == {"queue:checkout-queue", "service:shop", "api:POST /checkout",
+                                                "stream:orders stream", "table:orders"}  # fmt: skip
+    assert client.get("/api/v1/map", params={"focus": "x", "direction": "sideways"}).status_code == 422
+
+
 def test_comparing_with_an_empty_earlier_window_marks_everything_new(shop) -> None:
     client, _ = shop
     doc = get(client, "/api/v1/map", compare_from="2020-01-01T00:00:00Z", compare_to="2020-01-01T01:00:00Z")

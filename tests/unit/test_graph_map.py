@@ -127,6 +127,24 @@ def test_upstream_and_downstream_follow_the_edges() -> None:
     assert m.upstream("not-a-node") == set()
 
 
+def test_focus_keeps_a_node_and_what_is_upstream_or_downstream_of_it() -> None:
+    m = ServiceMap(*pipeline_rollups().window(0, 2**62))
+    down = m.focus("function:worker", "downstream").to_json()
+    assert {n["id"] for n in down["nodes"]} == {
+        "function:worker",
+        "table:orders",
+        "stream:orders stream",
+        "function:projector",
+    }
+    assert [n["layer"] for n in down["nodes"] if n["id"] == "function:worker"] == [0]  # layers of the focus
+    up = m.focus("queue:orders", "upstream").to_json()
+    assert {e["id"] for e in up["edges"]} == {
+        "api:POST /orders|function:orders-api|sync",
+        "function:orders-api|queue:orders|publish",
+    }
+    assert m.focus("nowhere").to_json() == {"nodes": [], "edges": []}
+
+
 def test_health_shares_count_faults_client_errors_and_throttles_as_xray_colours_them() -> None:
     r = Rollups()
     t = new_trace()
