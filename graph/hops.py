@@ -27,7 +27,7 @@ wins. A consumer that carries an SNS message id does not use md5 at all.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import naming
 from .spans import CLIENT, CONSUMER, PRODUCER, SERVER, GraphSpan
@@ -50,8 +50,7 @@ _REMOVE_OPS = frozenset({"DeleteItem"})
 _PUT_OPS = frozenset({"PutItem", "UpdateItem"})
 
 
-@dataclass(frozen=True)
-class HopEnd:
+class HopEnd(NamedTuple):
     """One side of a hop as a key row holds it: enough to pair without reading the span again."""
 
     trace_id: bytes
@@ -65,8 +64,7 @@ class HopEnd:
     attempt: int = 1  # consumer side: ApproximateReceiveCount
 
 
-@dataclass(frozen=True)
-class HopKey:
+class HopKey(NamedTuple):
     key: str
     side: str  # PRODUCER_SIDE or CONSUMER_SIDE
     via: str
@@ -77,8 +75,7 @@ class HopKey:
         return self.via in WINDOWED
 
 
-@dataclass(frozen=True)
-class Hop:
+class Hop(NamedTuple):
     """A producer span joined to a consumer span."""
 
     from_trace: bytes

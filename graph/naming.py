@@ -13,7 +13,7 @@ instrumentation map the same as ours; a node is never a bare "unknown".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from .spans import CLIENT, CONSUMER, PRODUCER, SERVER, GraphSpan
@@ -39,8 +39,7 @@ THROTTLE_CODES = frozenset(
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
     """A map node: ``id`` is ``kind:name`` and stable across spans and windows."""
 
     kind: str  # function, service, queue, topic, table, stream, bus, api, http, aws, database, schedule, client
@@ -56,8 +55,7 @@ class Node:
         return cls(kind, name)
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
     """A map edge between two nodes, of kind sync, publish or deliver."""
 
     source: Node
@@ -253,8 +251,7 @@ def _entry_weight(span: GraphSpan, source: Node, invocation: bool, ours: bool) -
     return message_count(span) if messaging else 1
 
 
-@dataclass(frozen=True)
-class View:
+class View(NamedTuple):
     """Everything the graph reads off one span, computed once (keys, rollups and facts share it)."""
 
     node: Node  # the function or service that wrote it
