@@ -253,3 +253,38 @@ def test_spans_of_opentelemetry_botocore_instrumentation_map_to_their_resources(
         f"service:otel-shop|topic:{topic_name}|publish",
         f"service:otel-shop|table:{table}|sync",
     } <= edges
+
+
+def test_a_producer_arriving_after_the_collector_was_killed_joins_its_earlier_consumer(
+    tracing: Tracing, boto_session: Any, tmp_path: Any
+) -> None:
+    sqs = boto_session.client("sqs")
+    url, arn = queue(sqs)
+
+    @hoptrace.lambda_handler
+    def producer(event: Any, context: Any) -> None:
+        sqs.send_message(QueueUrl=url, MessageBody="late producer")
+
+    producer({}, LambdaContext(function_name="api"))
+    message = without_context(receive(sqs, url, 1)[0])
+    handler()(sqs_event([message], arn), LambdaContext(function_name="worker"))
+    spans = tracing.spans()
+    (send_span,) = [s for s in spans if s.name == "SQS.SendMessage"]
+    consumer_spans = [s for s in spans if hexid(s) != hexid(send_span)]
+    assert consumer_spans
+
+    store = f"sqlite:///{tmp_path / 'restart.db'}"
+    first = CollectorProcess(store).start()
+    try:
+        send(first.url, consumer_spans)  # acknowledged, then the collector dies at once
+    finally:
+        first.kill()
+    second = CollectorProcess(store).start()
+    try:
+        send(second.url, [s for s in spans if hexid(s) == hexid(send_span)])
+        (txn,) = transactions_of(second, hexid(send_span))
+        (worker,) = [s for s in spans if s.attributes.get("faas.trigger") == "pubsub"]
+        assert txn["trace_ids"] == [hexid(send_span), hexid(worker)]
+        assert [h["via"] for h in transaction(second, txn["id"])["hops"]] == ["message_id"]
+    finally:
+        second.stop()
