@@ -15,6 +15,7 @@ what it returns.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -29,6 +30,7 @@ from . import StoredSpan, TransactionQuery
 from .graph_rows import graph_span, resource_attributes
 
 CHUNK = 400  # values per IN (...) list
+logger = logging.getLogger("hoptrace.collector")
 
 
 class Sql(Protocol):
@@ -132,6 +134,8 @@ class _GraphWrite:
 
     def apply(self, spans: list[GraphSpan]) -> None:
         derived = derive(spans)
+        if derived.skipped:
+            logger.warning("hoptrace: %d span(s) left off the graph (unreadable attributes)", derived.skipped)
         touched = self._merge_facts(derived.facts)
         hops, joins = self._match(derived.keys)
         for hop in hops:
