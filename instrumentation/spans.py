@@ -238,6 +238,12 @@ def _pick_span_context_factory() -> Any:
 
 _span_context = _pick_span_context_factory()
 
+_SPAN_KEY: str | None
+try:  # the API's context key for the current span (what trace.get_current_span reads)
+    from opentelemetry.trace.propagation import _SPAN_KEY
+except ImportError:  # pragma: no cover - a future API that moved it: start_child takes the long way
+    _SPAN_KEY = None
+
 
 class Span(trace.Span):
     """A recording span; reads like the SDK's ``ReadableSpan`` once ended."""
@@ -454,6 +460,22 @@ class Tracer(trace.Tracer):
     def start_child(self, current: Context, name: str, kind: SpanKind, attributes: dict[str, Any]) -> trace.Span:
         """``start_span`` for hoptrace's hot paths: ``current`` is the current context, already
         fetched, and ``attributes`` a fresh dict of valid values that the span takes over."""
+        parent_span = current.get(_SPAN_KEY) if _SPAN_KEY is not None else None
+        if type(parent_span) is Span and _span_context is _span_context_direct:
+            # The usual parent, one of our own spans (an invocation's): its context is valid and
+            # sampled by construction, and a tuple laid out as checked at import.
+            parent = parent_span.context
+            span = Span(
+                name,
+                _span_context_direct(parent[0], random.getrandbits(64) or 1, parent[4]),
+                parent,
+                kind,
+                attributes,
+                time.time_ns(),
+                self,
+            )
+            self.processor.on_start(span, None)
+            return span
         return self._start(trace.get_current_span(current), name, kind, attributes, None)
 
     def _start(
