@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -63,3 +64,35 @@ def test_instrumentation_imports_no_server_or_aws_code() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_traced_lambda_loads_neither_the_sdk_nor_the_otlp_exporter_nor_protobuf() -> None:
+    # What keeps the cold start small: the default Lambda path is the OpenTelemetry API and
+    # hoptrace's own spans and OTLP encoder. An invocation, with an AWS call and its flush, runs here.
+    code = (
+        "import sys, hoptrace, boto3\n"
+        "hoptrace.init()\n"
+        "sqs = boto3.session.Session(region_name='us-east-1').client('sqs')\n"
+        "def refuse(**_):\n"
+        "    raise ConnectionRefusedError('no network in this test')\n"
+        "sqs.meta.events.register('before-send.sqs.SendMessage', refuse)\n"
+        "@hoptrace.lambda_handler\n"
+        "def handler(event, context):\n"
+        "    try:\n"
+        "        sqs.send_message(QueueUrl='http://127.0.0.1:9/q', MessageBody='x')\n"
+        "    except ConnectionRefusedError:\n"
+        "        pass\n"
+        "handler({}, None)\n"
+        "heavy = ('opentelemetry.sdk', 'opentelemetry.exporter', 'opentelemetry.proto', 'google', 'requests')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    env = {
+        **os.environ,
+        "AWS_LAMBDA_FUNCTION_NAME": "packaging-check",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "HOPTRACE_FLUSH_BUDGET_MS": "50",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, env=env)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
