@@ -118,7 +118,8 @@ def _key_value(key: str, value: Any) -> bytearray:
 def _attributes(out: bytearray, tag: int, attributes: Mapping[str, Any] | None) -> None:
     if not attributes:
         return
-    for key, value in attributes.items():
+    # A snapshot (one C call): the watchdog thread may export a span the handler is still writing to.
+    for key, value in list(attributes.items()):
         try:
             encoded = _key_value(key, value)
         except Exception:  # one odd value must not cost the span
@@ -156,12 +157,12 @@ def encode_span(span: Any) -> bytearray:
     if span.dropped_attributes:
         out.append(0x50)  # 10 dropped_attributes_count
         _varint(out, span.dropped_attributes)
-    for event in span.events:  # 11 events
+    for event in list(span.events):  # 11 events
         _bytes_field(out, 0x5A, _event(event))
     if span.dropped_events:
         out.append(0x60)  # 12 dropped_events_count
         _varint(out, span.dropped_events)
-    for link in span.links:  # 13 links
+    for link in list(span.links):  # 13 links
         _bytes_field(out, 0x6A, _link(link))
     if span.dropped_links:
         out.append(0x70)  # 14 dropped_links_count
