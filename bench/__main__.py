@@ -19,6 +19,7 @@ from bench.report import OUT_DIR, environment
 GROUPS = {
     "instrumentation": "bench.instrumentation",
     "collector": "bench.collector",
+    "graph": "bench.graph",
 }
 
 
