@@ -25,7 +25,7 @@ from typing import Any
 from unittest import mock
 
 from bench.graph.workload import SPANS_PER_ORDER, batches, orders, to_request
-from bench.measure import percentile, progress
+from bench.measure import median, percentile, progress
 from bench.report import Report, Row, Section
 from hoptrace.collector.otlp import Limits, normalise
 from hoptrace.collector.store import sqlite as sqlite_store
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> Report:
         report.sections.append(ingest)
         try:
             report.sections.append(_transactions(store))
-            report.sections.append(_map(store, Path(tmp) / "with-graph.db", repeats=5 if quick else 20))
+            report.sections.append(_map(store, Path(store.path), repeats=5 if quick else 20))
         finally:
             store.close()
     return report
@@ -112,11 +112,12 @@ def _requests(n: int) -> list[Any]:
 
 def _ingest(tmp: Path, n: int) -> tuple[Section, sqlite_store.SqliteStore]:
     progress(f"graph: encoding {n} spans as OTLP batches")
-    timings: dict[str, float] = {}
+    timings: dict[str, list[float]] = {"without-graph": [], "with-graph": [], "graph-pass": []}
     kept: sqlite_store.SqliteStore | None = None
-    for variant in ("without-graph", "with-graph"):
+    # ABBA: a machine that speeds up or slows down during the run weighs on both variants.
+    for run, variant in enumerate(("without-graph", "with-graph", "with-graph", "without-graph")):
         work = _requests(n)  # fresh batches each time: normalise's output is what the writer gets
-        store = sqlite_store.SqliteStore(str(tmp / f"{variant}.db"))
+        store = sqlite_store.SqliteStore(str(tmp / f"{variant}-{run}.db"))
         store.migrate()
         store._graph.stop()  # measured apart below, not competing with the writes
         queue = (lambda items: []) if variant == "without-graph" else backlog_rows
@@ -125,22 +126,24 @@ def _ingest(tmp: Path, n: int) -> tuple[Section, sqlite_store.SqliteStore]:
             started = time.perf_counter()
             for b in work:
                 store.write([(1, b)])
-            timings[variant] = time.perf_counter() - started
+            timings[variant].append(time.perf_counter() - started)
         if variant == "with-graph":
             progress("graph: graph pass over the backlog")
             started = time.perf_counter()
             store.graph_sync()
-            timings["graph-pass"] = time.perf_counter() - started
+            timings["graph-pass"].append(time.perf_counter() - started)
+        if variant == "with-graph" and kept is None:
             kept = store
         else:
             store.close()
     assert kept is not None
     spans = n - n % SPANS_PER_ORDER
-    without, queued, derived = (spans / timings[k] for k in ("without-graph", "with-graph", "graph-pass"))
+    without, queued, derived = (spans / median(timings[k]) for k in ("without-graph", "with-graph", "graph-pass"))
     section = Section(
         "ingest and the graph pass (SQLite, durable commits)",
         f"{spans} spans written batch by batch (500 spans per commit) through SqliteStore.write, then the graph "
-        "pass over the queued backlog (its own transactions of ~2,000 spans); spans/s.",
+        "pass over the queued backlog (its own transactions of ~2,000 spans); spans/s, median of two runs each "
+        "in ABBA order.",
         rows=[
             Row(
                 "ingest spans/s, graph queued",
