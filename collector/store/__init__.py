@@ -179,7 +179,7 @@ class SpanStore(Protocol):
         """Retention: remove spans (and graph facts) from before the cutoff; returns how many spans."""
         ...
 
-    # The graph's facts, written by ``write`` in the same transaction as the spans.
+    # The graph's facts, derived by the store's background pass from what ``write`` queued (graph_sql).
 
     def graph_window(
         self, project_id: int, start_ns: int, end_ns: int
