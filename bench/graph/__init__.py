@@ -29,7 +29,7 @@ from bench.measure import median, percentile, progress
 from bench.report import Report, Row, Section
 from hoptrace.collector.otlp import Limits, normalise
 from hoptrace.collector.store import sqlite as sqlite_store
-from hoptrace.collector.store.graph_sql import _to_row, backlog_rows
+from hoptrace.collector.store.graph_sql import backlog_rows, to_row
 from hoptrace.graph.correlator import Correlator
 from hoptrace.graph.rollup import MINUTE_NS, Rollups
 from hoptrace.graph.servicemap import ServiceMap
@@ -217,9 +217,9 @@ def _fill_rollups(path: Path) -> int:
     for tier, step, source_rollups in (("", 1, sample), ("_hourly", 60, hour)):
         for minute in range(first, first + 25 * 60, step):
             for (_, node), r in source_rollups.nodes.items():
-                node_rows.append((tier, (1, minute, node, *_to_row(r))))
+                node_rows.append((tier, (1, minute, node, *to_row(r))))
             for (_, src, target, kind), r in source_rollups.edges.items():
-                edge_rows.append((tier, (1, minute, src, target, kind, *_to_row(r))))
+                edge_rows.append((tier, (1, minute, src, target, kind, *to_row(r))))
     with closing(sqlite3.connect(path)) as conn, conn:
         for tier in rows:
             conn.executemany(

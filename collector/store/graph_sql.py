@@ -1,4 +1,5 @@
-"""The graph's facts in SQL, shared by both backends through a three-method ``Sql`` handle.
+"""The graph's writes in SQL, shared by both backends through a three-method ``Sql`` handle
+(the reads are in ``graph_reads``).
 
 When derived: ingest only queues each batch's span ids (``backlog_rows``, inserted in the same
 transaction as the spans, so what is acknowledged is durably queued); ``process_backlog``, run
@@ -21,12 +22,12 @@ from typing import Any, Protocol
 
 from hoptrace.graph.correlator import derive, match_key
 from hoptrace.graph.hops import CONSUMER_SIDE, PRODUCER_SIDE, Hop, HopEnd, HopKey, delivery, strongest
-from hoptrace.graph.rollup import EdgeKey, Rollup, Rollups
+from hoptrace.graph.rollup import Rollup, Rollups
 from hoptrace.graph.spans import AttrValue, GraphSpan
 from hoptrace.graph.transactions import TraceFacts, Transaction, plan_hop, summarise
 
 from ..otlp import SpanBatch
-from . import StoredSpan, TransactionQuery
+from . import StoredSpan
 from .graph_rows import graph_span, resource_attributes
 
 CHUNK = 400  # values per IN (...) list
@@ -362,14 +363,14 @@ class _GraphWrite:
         columns = ("minute", *names)
         match = " AND ".join(f"{c} = ?" for c in columns)
         row = self.sql.rows(
-            f"SELECT {_COUNTERS}, latency, dwell FROM {table} WHERE project_id = ? AND {match}", [self.project, *key]
+            f"SELECT {COUNTERS}, latency, dwell FROM {table} WHERE project_id = ? AND {match}", [self.project, *key]
         )
-        merged = _from_row(row[0]).merge(rollup) if row else rollup
+        merged = from_row(row[0]).merge(rollup) if row else rollup
         self.sql.run(
-            f"INSERT INTO {table} (project_id, {', '.join(columns)}, {_COUNTERS}, latency, dwell)"
+            f"INSERT INTO {table} (project_id, {', '.join(columns)}, {COUNTERS}, latency, dwell)"
             f" VALUES ({_marks(len(columns) + 9)})"
             f" ON CONFLICT (project_id, {', '.join(columns)}) DO UPDATE SET {_SET}",
-            [self.project, *key, *_to_row(merged)],
+            [self.project, *key, *to_row(merged)],
         )
 
     def _summarise_all(self, txns: list[bytes]) -> None:
@@ -416,17 +417,17 @@ class _GraphWrite:
 _TXN_SET = ", ".join(
     f"{c} = excluded.{c}" for c in ("start_ns", "end_ns", "duration_ns", "errors", "incomplete", "hops", "summary")
 )
-_COUNTERS = "count, errors, throttles, ok, client_errors, faults"
+COUNTERS = "count, errors, throttles, ok, client_errors, faults"
 _SET = ", ".join(
     f"{c} = excluded.{c}" for c in ("count", "errors", "throttles", "ok", "client_errors", "faults", "latency", "dwell")
 )
 
 
-def _to_row(r: Rollup) -> tuple[Any, ...]:
+def to_row(r: Rollup) -> tuple[Any, ...]:
     return (*r.counters(), r.latency.to_bytes(), r.dwell.to_bytes())
 
 
-def _from_row(row: tuple[Any, ...]) -> Rollup:
+def from_row(row: tuple[Any, ...]) -> Rollup:
     return Rollup.from_row(tuple(row[:6]), bytes(row[6]), bytes(row[7]))
 
 
@@ -465,148 +466,17 @@ def transaction_json(t: Transaction) -> str:
     )  # fmt: skip
 
 
-def _transaction(row: Sequence[Any]) -> Transaction:
-    txn_id, start, end, errors, incomplete, hops, summary = row
-    d = json.loads(summary)
-    return Transaction(
-        id=bytes(txn_id).hex(), root_trace_id=bytes(txn_id).hex(), entry=d["entry"], start_ns=int(start),
-        end_ns=int(end), services=tuple(d["services"]), resources=tuple(d["resources"]), hops=int(hops),
-        errors=int(errors), cold_starts=int(d["cold_starts"]), retries=int(d["retries"]),
-        incomplete=bool(incomplete), trace_ids=tuple(d["trace_ids"]),
-    )  # fmt: skip
-
-
-_TXN_COLUMNS = "t.id, t.start_ns, t.end_ns, t.errors, t.incomplete, t.hops, t.summary"
-
-
-# -- reads --------------------------------------------------------------------------------------
-
-
 def backfill_hourly(sql: Sql) -> None:
     """Fill the hourly rollups from minute rows written before they existed (migration 4)."""
     for kind, names in (("node", ("node",)), ("edge", ("source", "target", "kind"))):
         hours: dict[tuple[Any, ...], Rollup] = {}
-        for row in sql.rows(f"SELECT project_id, minute, {', '.join(names)}, {_COUNTERS}, latency, dwell"
+        for row in sql.rows(f"SELECT project_id, minute, {', '.join(names)}, {COUNTERS}, latency, dwell"
                             f" FROM {kind}_rollups", []):  # fmt: skip
             key = (row[0], int(row[1]) // 60 * 60, *row[2 : 2 + len(names)])
-            hours.setdefault(key, Rollup()).merge(_from_row(row[2 + len(names) :]))
+            hours.setdefault(key, Rollup()).merge(from_row(row[2 + len(names) :]))
         columns = ", ".join(("project_id", "minute", *names))
         sql.run_many(
-            f"INSERT INTO {kind}_rollups_hourly ({columns}, {_COUNTERS}, latency, dwell)"
+            f"INSERT INTO {kind}_rollups_hourly ({columns}, {COUNTERS}, latency, dwell)"
             f" VALUES ({_marks(len(names) + 10)})",
-            [(*key, *_to_row(r)) for key, r in sorted(hours.items())],
+            [(*key, *to_row(r)) for key, r in sorted(hours.items())],
         )
-
-
-def read_rollups(
-    sql: Sql, project: int, start_minute: int, end_minute: int
-) -> tuple[dict[str, Rollup], dict[EdgeKey, Rollup]]:
-    """The window [start, end) as one rollup per node and per edge: a merge of its minutes.
-
-    Whole hours inside the window come from the hourly rows (each the merge of its 60 minutes,
-    kept as the minutes are written), the ragged ends from the minute rows: a day is ~24 + 120
-    rows per node and edge instead of 1,440, and the result is the same.
-    """
-    first_hour = -(-start_minute // 60) * 60
-    last_hour = end_minute // 60 * 60
-    if first_hour < last_hour:
-        ranges = [("", start_minute, first_hour), ("_hourly", first_hour, last_hour), ("", last_hour, end_minute)]
-    else:
-        ranges = [("", start_minute, end_minute)]
-    nodes: dict[str, Rollup] = {}
-    edges: dict[EdgeKey, Rollup] = {}
-    for tier, lo, hi in ranges:
-        if lo >= hi:
-            continue
-        for row in sql.rows(
-            f"SELECT node, {_COUNTERS}, latency, dwell FROM node_rollups{tier}"
-            " WHERE project_id = ? AND minute >= ? AND minute < ?",
-            [project, lo, hi],
-        ):
-            nodes.setdefault(row[0], Rollup()).merge(_from_row(row[1:]))
-        for row in sql.rows(
-            f"SELECT source, target, kind, {_COUNTERS}, latency, dwell FROM edge_rollups{tier}"
-            " WHERE project_id = ? AND minute >= ? AND minute < ?",
-            [project, lo, hi],
-        ):
-            edges.setdefault((row[0], row[1], row[2]), Rollup()).merge(_from_row(row[3:]))
-    return nodes, edges
-
-
-def search_transactions(sql: Sql, project: int, q: TransactionQuery) -> list[Transaction]:
-    """Transactions matching every filter, newest first (index lookups on start, terms, members)."""
-    where = ["t.project_id = ?"]
-    args: list[Any] = [project]
-    for column, op, bound in (
-        ("t.start_ns", ">=", q.start_ns),
-        ("t.start_ns", "<", q.end_ns),
-        ("t.duration_ns", ">=", q.min_duration_ns),
-        ("t.duration_ns", "<=", q.max_duration_ns),
-    ):
-        if bound is not None:
-            where.append(f"{column} {op} ?")
-            args.append(bound)
-    if q.status == "error":
-        where.append("t.errors > 0")
-    elif q.status == "ok":
-        where.append("t.errors = 0 AND t.incomplete = 0")
-    elif q.status == "incomplete":
-        where.append("t.incomplete = 1")
-    for key, value in (("service", q.service), ("resource", q.resource)):
-        if value is not None:
-            where.append(
-                "t.id IN (SELECT transaction_id FROM transaction_terms WHERE project_id = ? AND key = ? AND value = ?)"
-            )
-            args += [project, key, value]
-    for key, value in q.labels:
-        where.append(
-            "t.id IN (SELECT m.transaction_id FROM span_terms s JOIN transaction_members m"
-            " ON m.project_id = s.project_id AND m.trace_id = s.trace_id"
-            " WHERE s.project_id = ? AND s.value = ? AND s.key = ?)"
-        )
-        args += [project, value, "label." + key]
-    if q.text is not None:
-        options = [
-            "t.id IN (SELECT m.transaction_id FROM span_terms s JOIN transaction_members m"
-            " ON m.project_id = s.project_id AND m.trace_id = s.trace_id WHERE s.project_id = ? AND s.value = ?)"
-        ]
-        args += [project, q.text]
-        raw = _hex_id(q.text)
-        if raw is not None:
-            options.append("t.id = ?")
-            options.append(
-                "t.id IN (SELECT transaction_id FROM transaction_members WHERE project_id = ? AND trace_id = ?)"
-            )
-            args += [raw, project, raw]
-        where.append("(" + " OR ".join(options) + ")")
-    if q.before is not None:
-        where.append("(t.start_ns < ? OR (t.start_ns = ? AND t.id < ?))")
-        args += [q.before[0], q.before[0], q.before[1]]
-    args.append(q.limit)
-    rows = sql.rows(
-        f"SELECT {_TXN_COLUMNS} FROM transactions t WHERE {' AND '.join(where)}"
-        " ORDER BY t.start_ns DESC, t.id DESC LIMIT ?",
-        args,
-    )
-    return [_transaction(r) for r in rows]
-
-
-def _hex_id(text: str) -> bytes | None:
-    if len(text) != 32:
-        return None
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        return None
-
-
-def read_transaction(sql: Sql, project: int, txn: bytes) -> tuple[Transaction, list[Hop]] | None:
-    """A transaction's summary and every hop among its traces."""
-    rows = sql.rows(f"SELECT {_TXN_COLUMNS} FROM transactions t WHERE t.project_id = ? AND t.id = ?", [project, txn])
-    if not rows:
-        return None
-    t = _transaction(rows[0])
-    members = [bytes.fromhex(x) for x in t.trace_ids]
-    inside = set(members)
-    hops = [h for h in load_hops(sql, project, members) if h.to_trace in inside]
-    return t, hops

@@ -32,16 +32,8 @@ from hoptrace.graph.transactions import Transaction
 
 from ..otlp import SpanBatch
 from . import GraphPass, Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant, TransactionQuery
-from .graph_sql import (
-    BACKLOG_INSERT,
-    backfill_hourly,
-    backlog_rows,
-    backlog_size,
-    process_backlog,
-    read_rollups,
-    read_transaction,
-    search_transactions,
-)
+from .graph_reads import read_rollups, read_transaction, search_transactions
+from .graph_sql import BACKLOG_INSERT, backfill_hourly, backlog_rows, backlog_size, process_backlog
 from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS
 
 Connection = psycopg.Connection[tuple[Any, ...]]

@@ -1,0 +1,144 @@
+"""The graph's reads in SQL, for both backends: a map window as a merge of rollup rows, the
+transaction search (index lookups on start, terms and membership) and one transaction by id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from hoptrace.graph.hops import Hop
+from hoptrace.graph.rollup import EdgeKey, Rollup
+from hoptrace.graph.transactions import Transaction
+
+from . import TransactionQuery
+from .graph_sql import COUNTERS, Sql, from_row, load_hops
+
+
+def _transaction(row: Sequence[Any]) -> Transaction:
+    txn_id, start, end, errors, incomplete, hops, summary = row
+    d = json.loads(summary)
+    return Transaction(
+        id=bytes(txn_id).hex(), root_trace_id=bytes(txn_id).hex(), entry=d["entry"], start_ns=int(start),
+        end_ns=int(end), services=tuple(d["services"]), resources=tuple(d["resources"]), hops=int(hops),
+        errors=int(errors), cold_starts=int(d["cold_starts"]), retries=int(d["retries"]),
+        incomplete=bool(incomplete), trace_ids=tuple(d["trace_ids"]),
+    )  # fmt: skip
+
+
+_TXN_COLUMNS = "t.id, t.start_ns, t.end_ns, t.errors, t.incomplete, t.hops, t.summary"
+
+
+def read_rollups(
+    sql: Sql, project: int, start_minute: int, end_minute: int
+) -> tuple[dict[str, Rollup], dict[EdgeKey, Rollup]]:
+    """The window [start, end) as one rollup per node and per edge: a merge of its minutes.
+
+    Whole hours inside the window come from the hourly rows (each the merge of its 60 minutes,
+    kept as the minutes are written), the ragged ends from the minute rows: a day is ~24 + 120
+    rows per node and edge instead of 1,440, and the result is the same.
+    """
+    first_hour = -(-start_minute // 60) * 60
+    last_hour = end_minute // 60 * 60
+    if first_hour < last_hour:
+        ranges = [("", start_minute, first_hour), ("_hourly", first_hour, last_hour), ("", last_hour, end_minute)]
+    else:
+        ranges = [("", start_minute, end_minute)]
+    nodes: dict[str, Rollup] = {}
+    edges: dict[EdgeKey, Rollup] = {}
+    for tier, lo, hi in ranges:
+        if lo >= hi:
+            continue
+        for row in sql.rows(
+            f"SELECT node, {COUNTERS}, latency, dwell FROM node_rollups{tier}"
+            " WHERE project_id = ? AND minute >= ? AND minute < ?",
+            [project, lo, hi],
+        ):
+            nodes.setdefault(row[0], Rollup()).merge(from_row(row[1:]))
+        for row in sql.rows(
+            f"SELECT source, target, kind, {COUNTERS}, latency, dwell FROM edge_rollups{tier}"
+            " WHERE project_id = ? AND minute >= ? AND minute < ?",
+            [project, lo, hi],
+        ):
+            edges.setdefault((row[0], row[1], row[2]), Rollup()).merge(from_row(row[3:]))
+    return nodes, edges
+
+
+def search_transactions(sql: Sql, project: int, q: TransactionQuery) -> list[Transaction]:
+    """Transactions matching every filter, newest first (index lookups on start, terms, members)."""
+    where = ["t.project_id = ?"]
+    args: list[Any] = [project]
+    for column, op, bound in (
+        ("t.start_ns", ">=", q.start_ns),
+        ("t.start_ns", "<", q.end_ns),
+        ("t.duration_ns", ">=", q.min_duration_ns),
+        ("t.duration_ns", "<=", q.max_duration_ns),
+    ):
+        if bound is not None:
+            where.append(f"{column} {op} ?")
+            args.append(bound)
+    if q.status == "error":
+        where.append("t.errors > 0")
+    elif q.status == "ok":
+        where.append("t.errors = 0 AND t.incomplete = 0")
+    elif q.status == "incomplete":
+        where.append("t.incomplete = 1")
+    for key, value in (("service", q.service), ("resource", q.resource)):
+        if value is not None:
+            where.append(
+                "t.id IN (SELECT transaction_id FROM transaction_terms WHERE project_id = ? AND key = ? AND value = ?)"
+            )
+            args += [project, key, value]
+    for key, value in q.labels:
+        where.append(
+            "t.id IN (SELECT m.transaction_id FROM span_terms s JOIN transaction_members m"
+            " ON m.project_id = s.project_id AND m.trace_id = s.trace_id"
+            " WHERE s.project_id = ? AND s.value = ? AND s.key = ?)"
+        )
+        args += [project, value, "label." + key]
+    if q.text is not None:
+        options = [
+            "t.id IN (SELECT m.transaction_id FROM span_terms s JOIN transaction_members m"
+            " ON m.project_id = s.project_id AND m.trace_id = s.trace_id WHERE s.project_id = ? AND s.value = ?)"
+        ]
+        args += [project, q.text]
+        raw = _hex_id(q.text)
+        if raw is not None:
+            options.append("t.id = ?")
+            options.append(
+                "t.id IN (SELECT transaction_id FROM transaction_members WHERE project_id = ? AND trace_id = ?)"
+            )
+            args += [raw, project, raw]
+        where.append("(" + " OR ".join(options) + ")")
+    if q.before is not None:
+        where.append("(t.start_ns < ? OR (t.start_ns = ? AND t.id < ?))")
+        args += [q.before[0], q.before[0], q.before[1]]
+    args.append(q.limit)
+    rows = sql.rows(
+        f"SELECT {_TXN_COLUMNS} FROM transactions t WHERE {' AND '.join(where)}"
+        " ORDER BY t.start_ns DESC, t.id DESC LIMIT ?",
+        args,
+    )
+    return [_transaction(r) for r in rows]
+
+
+def _hex_id(text: str) -> bytes | None:
+    if len(text) != 32:
+        return None
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
+
+
+def read_transaction(sql: Sql, project: int, txn: bytes) -> tuple[Transaction, list[Hop]] | None:
+    """A transaction's summary and every hop among its traces."""
+    rows = sql.rows(f"SELECT {_TXN_COLUMNS} FROM transactions t WHERE t.project_id = ? AND t.id = ?", [project, txn])
+    if not rows:
+        return None
+    t = _transaction(rows[0])
+    members = [bytes.fromhex(x) for x in t.trace_ids]
+    inside = set(members)
+    hops = [h for h in load_hops(sql, project, members) if h.to_trace in inside]
+    return t, hops
