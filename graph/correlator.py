@@ -83,7 +83,8 @@ class Correlator:
 
     def add(self, spans: Iterable[GraphSpan]) -> list[Hop]:
         """Take a batch of spans (any order, any time); the new hops it made."""
-        derived = derive(spans)
+        empty = TraceFacts()
+        derived = derive(s for s in spans if not self.facts.get(s.trace_id, empty).counted(s))
         self.rollups.merge(derived.rollups)
         for trace_id, facts in derived.facts.items():
             self.facts.setdefault(trace_id, TraceFacts()).merge(facts)

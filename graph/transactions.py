@@ -19,6 +19,7 @@ from . import naming
 from .hops import PRODUCER_SIDE, Hop, HopKey, keys
 from .spans import GraphSpan
 
+SEEN_CAP = 2000  # span ids remembered per trace for counting each span once (bounds the facts' size)
 # A message sent along one of these expects a consumer; a DynamoDB write does not (no stream, maybe).
 _SEND_VIA = frozenset({"message_id", "event_id", "sequence_number", "md5"})
 
@@ -65,6 +66,13 @@ class TraceFacts:
     sends: set[str] = field(default_factory=set)  # hex ids of spans that sent a message
     entry: dict[str, str] = field(default_factory=dict)  # trigger, name, service of the root span
     entry_ns: int = 0
+    # Hex ids of the spans counted so far (up to SEEN_CAP): a batch a client sent twice, after
+    # losing our acknowledgement, is stored twice but counted once.
+    seen: set[str] = field(default_factory=set)
+
+    def counted(self, span: GraphSpan) -> bool:
+        """Whether this span was already counted in these facts."""
+        return span.span_id.hex() in self.seen
 
     @classmethod
     def of(cls, spans: Iterable[GraphSpan]) -> TraceFacts:
@@ -75,6 +83,8 @@ class TraceFacts:
 
     def add(self, span: GraphSpan, v: naming.View | None = None, span_keys: list[HopKey] | None = None) -> None:
         v = v or naming.view(span)
+        if len(self.seen) < SEEN_CAP:
+            self.seen.add(span.span_id.hex())
         self.start_ns = span.start_ns if not self.start_ns else min(self.start_ns, span.start_ns)
         self.end_ns = max(self.end_ns, span.end_ns)
         me = v.node
@@ -110,6 +120,8 @@ class TraceFacts:
         self.cold_starts += other.cold_starts
         self.retries += other.retries
         self.sends |= other.sends
+        if len(self.seen) < SEEN_CAP:
+            self.seen |= other.seen
         if other.entry and (not self.entry or other.entry_ns < self.entry_ns):
             self.entry, self.entry_ns = dict(other.entry), other.entry_ns
         return self
@@ -120,6 +132,7 @@ class TraceFacts:
                 "start_ns": self.start_ns, "end_ns": self.end_ns, "services": sorted(self.services),
                 "resources": sorted(self.resources), "errors": self.errors, "cold_starts": self.cold_starts,
                 "retries": self.retries, "sends": sorted(self.sends), "entry": self.entry, "entry_ns": self.entry_ns,
+                "seen": sorted(self.seen),
             },
             separators=(",", ":"),
         )  # fmt: skip
@@ -130,6 +143,7 @@ class TraceFacts:
         return cls(
             int(d["start_ns"]), int(d["end_ns"]), set(d["services"]), set(d["resources"]), int(d["errors"]),
             int(d["cold_starts"]), int(d["retries"]), set(d["sends"]), dict(d["entry"]), int(d["entry_ns"]),
+            set(d.get("seen", ())),
         )  # fmt: skip
 
 

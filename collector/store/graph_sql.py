@@ -134,10 +134,15 @@ class _GraphWrite:
         self.project = project_id
 
     def apply(self, spans: list[GraphSpan]) -> None:
+        stored = load_facts(self.sql, self.project, sorted({s.trace_id for s in spans}), fill=False)
+        empty = TraceFacts()
+        spans = [s for s in spans if not stored.get(s.trace_id, empty).counted(s)]  # a batch sent twice: once
+        if not spans:
+            return
         derived = derive(spans)
         if derived.skipped:
             logger.warning("hoptrace: %d span(s) left off the graph (unreadable attributes)", derived.skipped)
-        touched = self._merge_facts(derived.facts)
+        touched = self._merge_facts(derived.facts, stored)
         hops, joins = self._match(derived.keys)
         for hop in hops:
             derived.rollups.add_hop(hop)
@@ -148,15 +153,9 @@ class _GraphWrite:
 
     # -- per-trace facts and membership ---------------------------------------------------
 
-    def _merge_facts(self, facts: dict[bytes, TraceFacts]) -> list[bytes]:
+    def _merge_facts(self, facts: dict[bytes, TraceFacts], known: dict[bytes, TraceFacts]) -> list[bytes]:
         traces = sorted(facts)
-        stored: dict[bytes, TraceFacts] = {}
-        for chunk in _chunks(traces):
-            for trace_id, text in self.sql.rows(
-                f"SELECT trace_id, facts FROM trace_facts WHERE project_id = ? AND trace_id IN ({_marks(len(chunk))})",
-                [self.project, *chunk],
-            ):
-                stored[bytes(trace_id)] = TraceFacts.from_json(text)
+        stored = {t: known[t] for t in traces if t in known}  # facts of traces seen before
         rows = []
         for trace_id in traces:
             merged = stored.get(trace_id, TraceFacts()).merge(facts[trace_id])
@@ -431,8 +430,9 @@ def from_row(row: tuple[Any, ...]) -> Rollup:
     return Rollup.from_row(tuple(row[:6]), bytes(row[6]), bytes(row[7]))
 
 
-def load_facts(sql: Sql, project: int, traces: Sequence[bytes]) -> dict[bytes, TraceFacts]:
-    facts = {t: TraceFacts() for t in traces}
+def load_facts(sql: Sql, project: int, traces: Sequence[bytes], fill: bool = True) -> dict[bytes, TraceFacts]:
+    """Stored facts of these traces; with ``fill``, empty facts for traces that have none."""
+    facts = {t: TraceFacts() for t in traces} if fill else {}
     for chunk in _chunks(list(traces)):
         for trace_id, text in sql.rows(
             f"SELECT trace_id, facts FROM trace_facts WHERE project_id = ? AND trace_id IN ({_marks(len(chunk))})",

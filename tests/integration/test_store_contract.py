@@ -743,3 +743,18 @@ def test_migrating_to_hourly_rollups_fills_them_from_the_minutes(store: SpanStor
         assert edges[("function:api", "queue:orders", "publish")].latency.count == 6
     finally:
         upgraded.close()
+
+
+def test_a_batch_sent_twice_counts_once_in_the_graph(store: SpanStore, default: int) -> None:
+    send, consume = sqs_send("twice", BASE), sqs_consume("twice", BASE + S)
+    consume.status.code = Status.STATUS_CODE_ERROR
+    sent = fn_batch([send], "api")
+    store.write([(default, sent)])
+    synced(store)
+    store.write([(default, sent), (default, fn_batch([consume], "worker"))])  # resent, with more
+    store.write([(default, fn_batch([consume], "worker"))])  # and the consumer's batch resent too
+    (txn,) = txns(store, default)
+    assert (txn.errors, txn.hops) == (1, 1)
+    _, edges = synced(store).graph_window(default, BASE - 60 * S, BASE + 60 * S)
+    assert edges[("function:api", "queue:orders", "publish")].count == 1
+    assert edges[("queue:orders", "function:worker", "deliver")].count == 1

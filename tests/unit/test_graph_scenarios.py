@@ -342,3 +342,17 @@ def test_a_single_record_invocation_and_its_record_span_are_one_delivery() -> No
     assert hop.to_span == record.span_id
     (txn,) = c.transactions()
     assert txn.hops == 1
+
+
+def test_a_batch_sent_twice_is_counted_once() -> None:
+    producer, consumer = new_trace(), new_trace()
+    send = sqs_send(producer, "m-twice")
+    receive = sqs_invocation(consumer, "m-twice", 50, status=2)
+    c = Correlator()
+    c.add([send, receive])
+    assert c.add([send, receive]) == []  # the client lost our acknowledgement and sent it again
+    _, edges = c.rollups.window(0, 2**62)
+    assert edges[("function:api", "queue:orders", "publish")].count == 1
+    assert edges[("queue:orders", "function:worker", "deliver")].dwell.count == 1
+    (txn,) = c.transactions()
+    assert (txn.errors, txn.hops) == (1, 1)
