@@ -198,8 +198,8 @@ def _after_call(http_response: Any, parsed: Mapping[str, Any], model: Any, conte
         host = (meta.get("HTTPHeaders") or _EMPTY).get("host")
         if host and type(host) is str:
             described["server.address"] = host
-        spans.set_many(span, described)
         if status is not None and status >= 300:
+            spans.set_many(span, described)
             error = parsed.get("Error") or _EMPTY
             code = error.get("Code") or f"HTTP {status}"
             span.set_attribute("error.type", code)
@@ -208,12 +208,21 @@ def _after_call(http_response: Any, parsed: Mapping[str, Any], model: Any, conte
             span.set_status(Status(StatusCode.ERROR, f"{code}: {error.get('Message', '')}".strip(": ")))
         else:
             carrier = _carriers.get(call.service)
-            if carrier is not None:
-                try:
+            if carrier is None:
+                spans.set_many(span, described)
+                return
+            try:
+                # A carrier may hand the usual answer's attributes back, to be set with ours at once.
+                quick = getattr(carrier, "response_attributes", None)
+                extra = quick(call, parsed) if quick is not None else None
+                if extra:
+                    described.update(extra)
+                spans.set_many(span, described)
+                if extra is None:
                     carrier.on_response(call, parsed)
-                except Exception as exc:
-                    count("internal_errors.carrier")
-                    span.set_attribute("hoptrace.error", f"could not read pointers: {type(exc).__name__}")
+            except Exception as exc:
+                count("internal_errors.carrier")
+                span.set_attribute("hoptrace.error", f"could not read pointers: {type(exc).__name__}")
     except Exception:
         swallowed("botocore.after_call")
     finally:

@@ -237,6 +237,9 @@ def _pick_span_context_factory() -> Any:
 
 
 _span_context = _pick_span_context_factory()
+# SpanContext is the tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid):
+# hot paths may read it by position instead of through its properties.
+CONTEXT_IS_TUPLE = _span_context is _span_context_direct
 
 _SPAN_KEY: str | None
 try:  # the API's context key for the current span (what trace.get_current_span reads)

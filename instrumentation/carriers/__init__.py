@@ -4,7 +4,9 @@ One module per carrier, each with the same shape (DESIGN §3–4):
 
 - producer side, for an AWS service, an object with ``on_request(call)`` (inject context into
   the outgoing parameters, describe the call on its span) and ``on_response(call, parsed)``
-  (record the pointers the response gives, e.g. message ids);
+  (record the pointers the response gives, e.g. message ids); optionally
+  ``response_attributes(call, parsed)``, the usual answer's attributes as a dict for the hook to
+  set with its own in one update (``on_response`` is then not called; None means "call it");
 - consumer side, ``extract(record) -> RecordContext``: the producer's context found in one
   record of a Lambda event, and the same pointers seen from the receiving end.
 

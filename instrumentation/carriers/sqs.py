@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from opentelemetry.trace import Span, SpanKind
 
-from ..spans import EMPTY_TRACE_STATE, set_many
+from ..spans import CONTEXT_IS_TUPLE, EMPTY_TRACE_STATE, set_many
 from . import POINTERS, AwsCall, RecordContext, add_pointers, inject_entries, xray
 from .sns import (
     CARRIER_USED,
@@ -131,9 +131,19 @@ def json_members(span: Span, body: Any) -> tuple[bytes | None, str | None]:
     ``_Outgoing``: it runs on every message sent.
     """
     ctx = span.get_span_context()
-    if not ctx.is_valid:
+    if CONTEXT_IS_TUPLE:  # the SpanContext's fields by position: no property calls on this path
+        trace_id, span_id, flags, state, valid = ctx[0], ctx[1], ctx[3], ctx[4], ctx[5]
+    else:  # pragma: no cover - an API that lays SpanContext out otherwise
+        trace_id, span_id, flags, state, valid = (
+            ctx.trace_id,
+            ctx.span_id,
+            ctx.trace_flags,
+            ctx.trace_state,
+            ctx.is_valid,
+        )
+    if not valid:
         return None, None
-    trace_id, span_id, flags, state = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", ctx.trace_flags, ctx.trace_state
+    trace_id, span_id = f"{trace_id:032x}", f"{span_id:016x}"
     members = _SYSTEM_MEMBER % (trace_id[:8], trace_id[8:], span_id, "1" if flags & 1 else "0")
     tracestate = state.to_header() if state is not EMPTY_TRACE_STATE and len(state) else ""
     w3c_size = _TRACEPARENT_BYTES + (_TRACESTATE_BYTES + len(tracestate) if tracestate else 0)
@@ -170,9 +180,25 @@ class SqsCarrier:
 
     def on_request(self, call: AwsCall) -> None:
         operation = call.operation
+        params, span = call.params, call.span
+        if (
+            operation == "SendMessage"
+            and call.may_splice
+            and "MessageSystemAttributes" not in params
+            and "MessageAttributes" not in params
+        ):
+            # The usual send, written out: context goes into the serialised body (see json_members).
+            call.body_suffix, reason = json_members(span, params.get("MessageBody"))
+            queue = queue_name(params.get("QueueUrl"))
+            described = {"messaging.system": SYSTEM, "messaging.operation.type": "send"}
+            if queue:
+                described["messaging.destination.name"] = queue
+            set_many(span, described)
+            if reason:
+                record_skipped(span, [reason])
+            return
         if operation not in _SENDS and operation != "ReceiveMessage":
             return
-        params, span = call.params, call.span
         described: dict[str, Any] = {"messaging.system": SYSTEM}
         queue = queue_name(params.get("QueueUrl"))
         if queue:
@@ -184,12 +210,8 @@ class SqsCarrier:
         described["messaging.operation.type"] = "send"
         reasons: list[str] = []
         if operation == "SendMessage":
-            if call.may_splice and "MessageSystemAttributes" not in params and "MessageAttributes" not in params:
-                # Added to the serialised body: botocore would spend more on the attributes than we do.
-                call.body_suffix, reason = json_members(span, params.get("MessageBody"))
-            else:
-                # call.params is botocore's own dict for this call; only nested values are the user's.
-                reason = _Outgoing(span).inject(params)
+            # call.params is botocore's own dict for this call; only nested values are the user's.
+            reason = _Outgoing(span).inject(params)
             if reason:
                 reasons.append(reason)
         else:
@@ -200,6 +222,21 @@ class SqsCarrier:
         set_many(span, described)
         if reasons:
             record_skipped(span, reasons)
+
+    def response_attributes(self, call: AwsCall, parsed: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A usual SendMessage answer's attributes, for the hook to set with its own; None: see on_response."""
+        if call.operation != "SendMessage":
+            return None
+        message_id, md5 = parsed.get("MessageId"), parsed.get("MD5OfMessageBody")
+        if (
+            isinstance(message_id, str)
+            and message_id
+            and isinstance(md5, str)
+            and md5
+            and POINTERS not in (getattr(call.span, "attributes", None) or _NO_ATTRIBUTES)
+        ):
+            return {"messaging.message.id": message_id, POINTERS: ("sqs:msg:" + message_id, "md5:" + md5)}
+        return None
 
     def on_response(self, call: AwsCall, parsed: Mapping[str, Any]) -> None:
         span = call.span
