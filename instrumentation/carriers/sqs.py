@@ -143,13 +143,13 @@ def json_members(span: Span, body: Any) -> tuple[bytes | None, str | None]:
         )
     if not valid:
         return None, None
-    trace_id, span_id = f"{trace_id:032x}", f"{span_id:016x}"
-    members = _SYSTEM_MEMBER % (trace_id[:8], trace_id[8:], span_id, "1" if flags & 1 else "0")
+    trace_hex, span_hex = f"{trace_id:032x}", f"{span_id:016x}"
+    members = _SYSTEM_MEMBER % (trace_hex[:8], trace_hex[8:], span_hex, "1" if flags & 1 else "0")
     tracestate = state.to_header() if state is not EMPTY_TRACE_STATE and len(state) else ""
     w3c_size = _TRACEPARENT_BYTES + (_TRACESTATE_BYTES + len(tracestate) if tracestate else 0)
     if text_bytes(body) + w3c_size > MAX_MESSAGE_BYTES:
         return members.encode("ascii"), SIZE  # with no attributes of the user's, only size can stop W3C
-    members += _TRACEPARENT_MEMBER % (trace_id, span_id, int(flags))
+    members += _TRACEPARENT_MEMBER % (trace_hex, span_hex, int(flags))
     if tracestate:
         # tracestate may hold a quote or a backslash: let json escape it.
         members += _TRACESTATE_MEMBER % json.dumps(tracestate)
@@ -189,11 +189,11 @@ class SqsCarrier:
         ):
             # The usual send, written out: context goes into the serialised body (see json_members).
             call.body_suffix, reason = json_members(span, params.get("MessageBody"))
+            sent = {"messaging.system": SYSTEM, "messaging.operation.type": "send"}
             queue = queue_name(params.get("QueueUrl"))
-            described = {"messaging.system": SYSTEM, "messaging.operation.type": "send"}
             if queue:
-                described["messaging.destination.name"] = queue
-            set_many(span, described)
+                sent["messaging.destination.name"] = queue
+            set_many(span, sent)
             if reason:
                 record_skipped(span, [reason])
             return
