@@ -109,7 +109,9 @@ def load_spans(sql: Sql, project: int, packed: bytes) -> list[GraphSpan]:
             "SELECT s.trace_id, s.span_id, s.parent_span_id, s.service_name, s.name, s.kind, s.start_ns, s.end_ns,"
             " s.status, s.data, r.data, s.resource_key FROM spans s"
             " JOIN resources r ON r.project_id = s.project_id AND r.key = s.resource_key"
-            f" WHERE s.project_id = ? AND s.trace_id IN ({_marks(len(chunk))}) ORDER BY s.start_ns",
+            # ``+``: SQLite would otherwise walk spans_by_start for the ORDER BY, a scan of the
+            # project's spans per chunk (7.4 s at a million spans), not spans_by_trace (60 ms).
+            f" WHERE s.project_id = ? AND s.trace_id IN ({_marks(len(chunk))}) ORDER BY +s.start_ns",
             [project, *chunk],
         ):
             ids = (bytes(row[0]), bytes(row[1]))
