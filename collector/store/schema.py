@@ -7,6 +7,22 @@ reached and only ever moves forward.
 
 from __future__ import annotations
 
+# Per-minute (and per-hour) metrics of a map node or edge: counts, health shares and the
+# mergeable latency and dwell sketches (hoptrace.graph.sketch), keyed by project, time and id.
+_NODE_KEY = ("node",)
+_EDGE_KEY = ("source", "target", "kind")
+
+
+def _rollup_table(name: str, key: tuple[str, ...]) -> str:
+    keys = "".join(f"{k} TEXT NOT NULL, " for k in key)
+    return (
+        f"CREATE TABLE {name} (project_id INTEGER NOT NULL, minute BIGINT NOT NULL, {keys}"
+        "count BIGINT NOT NULL, errors BIGINT NOT NULL, throttles BIGINT NOT NULL, ok BIGINT NOT NULL,"
+        " client_errors BIGINT NOT NULL, faults BIGINT NOT NULL, latency {blob} NOT NULL, dwell {blob} NOT NULL,"
+        f" PRIMARY KEY (project_id, minute, {', '.join(key)}))"
+    )
+
+
 MIGRATIONS: list[list[str]] = [
     # 1: projects, tokens, spans with their resources, the search index and links.
     [
@@ -143,36 +159,8 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX transaction_terms_by_value ON transaction_terms (project_id, key, value)",
         "CREATE INDEX transaction_terms_by_transaction ON transaction_terms (project_id, transaction_id)",
-        """CREATE TABLE node_rollups (
-            project_id INTEGER NOT NULL,
-            minute BIGINT NOT NULL,
-            node TEXT NOT NULL,
-            count BIGINT NOT NULL,
-            errors BIGINT NOT NULL,
-            throttles BIGINT NOT NULL,
-            ok BIGINT NOT NULL,
-            client_errors BIGINT NOT NULL,
-            faults BIGINT NOT NULL,
-            latency {blob} NOT NULL,
-            dwell {blob} NOT NULL,
-            PRIMARY KEY (project_id, minute, node)
-        )""",
-        """CREATE TABLE edge_rollups (
-            project_id INTEGER NOT NULL,
-            minute BIGINT NOT NULL,
-            source TEXT NOT NULL,
-            target TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            count BIGINT NOT NULL,
-            errors BIGINT NOT NULL,
-            throttles BIGINT NOT NULL,
-            ok BIGINT NOT NULL,
-            client_errors BIGINT NOT NULL,
-            faults BIGINT NOT NULL,
-            latency {blob} NOT NULL,
-            dwell {blob} NOT NULL,
-            PRIMARY KEY (project_id, minute, source, target, kind)
-        )""",
+        _rollup_table("node_rollups", _NODE_KEY),
+        _rollup_table("edge_rollups", _EDGE_KEY),
     ],
     # 3: the graph's backlog. Ingest queues each batch's span ids in the same transaction as the
     # spans; a background pass derives their graph facts and deletes the row, in one transaction:
@@ -187,36 +175,8 @@ MIGRATIONS: list[list[str]] = [
     # 4: hourly rollups beside the minutes (``minute`` holds the hour's first minute), so a day's
     # map merges ~24 rows per node and edge instead of 1,440.
     [
-        """CREATE TABLE node_rollups_hourly (
-            project_id INTEGER NOT NULL,
-            minute BIGINT NOT NULL,
-            node TEXT NOT NULL,
-            count BIGINT NOT NULL,
-            errors BIGINT NOT NULL,
-            throttles BIGINT NOT NULL,
-            ok BIGINT NOT NULL,
-            client_errors BIGINT NOT NULL,
-            faults BIGINT NOT NULL,
-            latency {blob} NOT NULL,
-            dwell {blob} NOT NULL,
-            PRIMARY KEY (project_id, minute, node)
-        )""",
-        """CREATE TABLE edge_rollups_hourly (
-            project_id INTEGER NOT NULL,
-            minute BIGINT NOT NULL,
-            source TEXT NOT NULL,
-            target TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            count BIGINT NOT NULL,
-            errors BIGINT NOT NULL,
-            throttles BIGINT NOT NULL,
-            ok BIGINT NOT NULL,
-            client_errors BIGINT NOT NULL,
-            faults BIGINT NOT NULL,
-            latency {blob} NOT NULL,
-            dwell {blob} NOT NULL,
-            PRIMARY KEY (project_id, minute, source, target, kind)
-        )""",
+        _rollup_table("node_rollups_hourly", _NODE_KEY),
+        _rollup_table("edge_rollups_hourly", _EDGE_KEY),
         # Hours written before this migration are filled from their minutes by the stores'
         # migrate() (graph_sql.backfill_hourly): merging sketches needs Python, not SQL.
     ],
