@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from .app import collector_of, project_for
 from .store import SpanQuery
-from .views import span_json
+from .views import label_params, span_json
 
 API = "/api/v1"
 router = APIRouter()
@@ -91,11 +91,7 @@ def search_spans(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     project_id = project_for(request, "read")
-    terms: list[tuple[str | None, str]] = [
-        ("label." + key[len("label.") :], value)
-        for key, value in request.query_params.multi_items()
-        if key.startswith("label.") and len(key) > len("label.")
-    ]
+    terms: list[tuple[str | None, str]] = [("label." + key, value) for key, value in label_params(request.query_params)]
     store = collector_of(request).store
     if q:
         q = q.strip()

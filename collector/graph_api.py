@@ -25,7 +25,7 @@ from hoptrace.graph.transactions import Transaction
 from .app import collector_of, project_for
 from .store import StoredSpan, TransactionQuery
 from .store.graph_rows import graph_span, resource_attributes
-from .views import rfc3339, span_json
+from .views import label_params, rfc3339, span_json
 
 API = "/api/v1"
 router = APIRouter()
@@ -160,11 +160,7 @@ def search_transactions(
 ) -> dict[str, Any]:
     """Filter also by business labels with ``label.KEY=VALUE`` (repeatable, all must match)."""
     project_id = project_for(request, "read")
-    labels = tuple(
-        (key[len("label.") :], value)
-        for key, value in request.query_params.multi_items()
-        if key.startswith("label.") and len(key) > len("label.")
-    )
+    labels = tuple(label_params(request.query_params))
     before = None
     if cursor:
         start_text, _, id_hex = cursor.partition(":")

@@ -51,6 +51,15 @@ def attributes(kvs: Any) -> dict[str, Any]:
     return out
 
 
+def label_params(params: Any) -> list[tuple[str, str]]:
+    """The ``label.KEY=VALUE`` query parameters as (KEY, VALUE) pairs, repeats kept (all must match)."""
+    return [
+        (key[len("label.") :], value)
+        for key, value in params.multi_items()
+        if key.startswith("label.") and len(key) > len("label.")
+    ]
+
+
 def rfc3339(ns: int) -> str:
     """Nanoseconds since the epoch as RFC 3339 with microseconds, UTC (any uint64 fits: year 2554)."""
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat().replace("+00:00", "Z")
