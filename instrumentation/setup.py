@@ -1,8 +1,10 @@
 """Building the tracer provider: resource from the Lambda environment, the right span processor.
 
-In Lambda (detected from ``AWS_LAMBDA_FUNCTION_NAME``) spans are flushed at the end of each
-invocation within a time budget; elsewhere (containers, scripts, long-running SQS pollers) the
-SDK's usual batch processor exports in the background.
+In Lambda (detected from ``AWS_LAMBDA_FUNCTION_NAME``) spans are hoptrace's own (``spans``,
+unless a variable asks for what only the OpenTelemetry SDK does), exported by hoptrace's OTLP
+encoder (``otlp``) at the end of each invocation within a time budget. Elsewhere (containers,
+scripts, long-running SQS pollers) the SDK's usual batch processor and OTLP exporter work in
+the background, where their start-up cost does not matter.
 """
 
 from __future__ import annotations
