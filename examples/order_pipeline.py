@@ -30,7 +30,7 @@ from typing import Any
 import boto3
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import hoptrace
@@ -187,13 +187,19 @@ class Shop:
         self.queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
-        table = self.ddb.create_table(
-            TableName="orders",
-            KeySchema=[{"AttributeName": "order_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "order_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
+        spec: dict[str, Any] = {
+            "TableName": "orders",
+            "KeySchema": [{"AttributeName": "order_id", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "order_id", "AttributeType": "S"}],
+            "BillingMode": "PAY_PER_REQUEST",
+            "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        }
+        try:
+            table = self.ddb.create_table(**spec)
+        except self.ddb.exceptions.ResourceInUseException:
+            # A second run on the same emulator starts from an empty table and a new stream.
+            self.ddb.delete_table(TableName="orders")
+            table = self.ddb.create_table(**spec)
         self.stream_arn = table["TableDescription"]["LatestStreamArn"]
         self.orders = boto3.resource("dynamodb", **kw).Table("orders")
         self.totals: dict[str, Decimal] = defaultdict(Decimal)
@@ -343,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         spans = run_traced(aws, args.orders, endpoint)
         print_traces(spans)
         print(f"\nspans are in the collector at {endpoint}:")
+        print(f"  {endpoint}/                                       the web UI: service map, transactions")
         print(f"  {endpoint}/docs                                   the query API")
+        print(f"  {endpoint}/api/v1/transactions?label.order_id=o-1 an order across every hop")
         print(f"  {endpoint}/api/v1/services                        services seen in the last hour")
         print(f"  {endpoint}/api/v1/spans?label.order_id=o-1        search by business label")
         if collector is not None and not args.once:
@@ -360,16 +368,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+class _Both(SpanExporter):
+    """Keeps every span for the printout and sends it to the collector too."""
+
+    def __init__(self, memory: InMemorySpanExporter, remote: SpanExporter | None) -> None:
+        self.memory, self.remote = memory, remote
+
+    def export(self, spans: Any) -> SpanExportResult:
+        self.memory.export(spans)
+        return self.remote.export(spans) if self.remote is not None else SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        if self.remote is not None:
+            self.remote.shutdown()
+
+
 def run_traced(aws: str, orders: int, endpoint: str | None = None) -> list[ReadableSpan]:
     """Run the shop with tracing on; every span recorded (also sent to ``endpoint`` if given)."""
     memory = InMemorySpanExporter()
-    setup.shutdown()
-    state = setup.init(exporter=memory, lambda_mode=True, service_name="shop")
+    remote: SpanExporter | None = None
     if endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        url = endpoint.rstrip("/") + "/v1/traces"
-        state.provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=url)))
+        remote = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")
+    setup.shutdown()
+    state = setup.init(exporter=_Both(memory, remote), lambda_mode=True, service_name="shop")
     try:
         run(aws, orders)
         state.flush(5.0)
