@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from .hops import CONSUMER_SIDE, PRODUCER_SIDE, Hop, HopKey, choose, delivery, keys, pair, strongest
+from .hops import CONSUMER_SIDE, PRODUCER_SIDE, Hop, HopEnd, HopKey, choose, delivery, keys, pair, strongest
 from .naming import view
 from .rollup import Rollups
 from .spans import GraphSpan
@@ -69,11 +70,25 @@ def match_key(new: HopKey, others: Iterable[HopKey], consumer_taken: bool = Fals
     return [h for h in found if h is not None]
 
 
+_Packed = tuple[str, str, tuple[Any, ...]]
+
+
+def _packed(key: HopKey) -> _Packed:
+    return key.side, key.via, tuple(key.end)
+
+
+def _unpacked(name: str, packed: _Packed) -> HopKey:
+    return HopKey(name, packed[0], packed[1], HopEnd(*packed[2]))
+
+
 class Correlator:
     """Incremental correlation in memory (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.by_key: dict[str, list[HopKey]] = {}
+        # Keys kept as plain tuples of ids and numbers (``_packed``), which the cyclic garbage
+        # collector stops walking; a million named tuples in lists it walks again and again
+        # (a third of the time at a million spans).
+        self.by_key: dict[str, tuple[_Packed, ...]] = {}
         self.taken: set[tuple[str, bytes]] = set()  # windowed (key, consumer span) already joined
         self.hops: list[Hop] = []
         self.rollups = Rollups()
@@ -87,18 +102,26 @@ class Correlator:
         derived = derive(s for s in spans if not self.facts.get(s.trace_id, empty).counted(s))
         self.rollups.merge(derived.rollups)
         for trace_id, facts in derived.facts.items():
-            self.facts.setdefault(trace_id, TraceFacts()).merge(facts)
+            known = self.facts.get(trace_id)
+            if known is None:
+                self.facts[trace_id] = facts
+            else:
+                known.merge(facts)
             self.index.see_trace(trace_id)
         found: list[Hop] = []
+        by_key = self.by_key
         for key in derived.keys:
-            others = self.by_key.setdefault(key.key, [])
+            packed = by_key.get(key.key, ())
+            by_key[key.key] = (*packed, _packed(key))
+            if not packed:
+                continue  # the first of its key: nothing to match yet
+            others = tuple(_unpacked(key.key, p) for p in packed)
             if key.windowed and key.side == PRODUCER_SIDE:
-                others = [o for o in others if (key.key, o.end.span_id) not in self.taken]
+                others = tuple(o for o in others if (key.key, o.end.span_id) not in self.taken)
             hops = match_key(key, others, (key.key, key.end.span_id) in self.taken)
             if key.windowed:
                 self.taken.update((key.key, h.to_span) for h in hops)
             found.extend(hops)
-            self.by_key[key.key].append(key)
         new = [h for h in strongest(found) if delivery(h) not in self._deliveries]
         for hop in new:
             self._deliveries.add(delivery(hop))

@@ -44,6 +44,7 @@ STRENGTH = {
     "parent": 9, "link": 8, "message_id": 7, "event_id": 7, "sequence_number": 7,
     "dynamodb_item": 5, "md5": 4, "dynamodb_key": 3,
 }  # fmt: skip
+# Pointer prefixes (8 or 4 characters, looked up by slicing) -> via.
 _POINTER_VIA = {"sqs:msg:": "message_id", "sns:msg:": "message_id", "evb:": "event_id", "kin:": "sequence_number"}
 _SEMCONV_IDS = {"queue": "sqs:msg:", "topic": "sns:msg:", "bus": "evb:"}
 _REMOVE_OPS = frozenset({"DeleteItem"})
@@ -100,67 +101,75 @@ def _span_key(trace_id: bytes, span_id: bytes) -> str:
 
 def hop_end(span: GraphSpan, v: naming.View | None = None, detail: str = "") -> HopEnd:
     v = v or naming.view(span)
-    deliver = v.deliver
-    # Our batch invocation links to every producer, and each record's span is joined too: the
-    # waiting time is counted once per message, on the records.
-    if deliver is not None and v.invocation and naming.is_ours(span) and naming.message_count(span) > 1:
-        deliver = None
-    edge = f"{deliver.source.id}|{deliver.target.id}" if deliver is not None else ""
-    count = span.number("hoptrace.messaging.receive_count") or span.number("hoptrace.faas.receive_count") or 1
-    attempt = min(max(int(count), 1), 1_000_000)
+    attempt = 1 if span.values(_RECEIVE_COUNTS) == (None, None) else _attempt(span)
     s = span
-    return HopEnd(s.trace_id, s.span_id, s.service, s.kind, s.start_ns, s.end_ns, detail, edge, attempt)
+    return HopEnd(s.trace_id, s.span_id, s.service, s.kind, s.start_ns, s.end_ns, detail, v.dwell_edge, attempt)
+
+
+_RECEIVE_COUNTS = ("hoptrace.messaging.receive_count", "hoptrace.faas.receive_count")
+
+
+def _attempt(span: GraphSpan) -> int:
+    """ApproximateReceiveCount, read leniently (our attributes, span or resource)."""
+    count = span.number("hoptrace.messaging.receive_count") or span.number("hoptrace.faas.receive_count") or 1
+    return min(max(int(count), 1), 1_000_000)
 
 
 def keys(span: GraphSpan, v: naming.View | None = None) -> list[HopKey]:
     """Every key of one span, both sides (a span may be a consumer and a producer at once)."""
     v = v or naming.view(span)
-    found: list[HopKey] = []
     end = hop_end(span, v)
-    sending = v.send
-    receiving = span.kind in (SERVER, CONSUMER)
-
-    def add(key: str, side: str, via: str, at: HopEnd = end) -> None:
-        found.append(HopKey(key, side, via, at))
+    kind = span.kind
+    receiving = kind in (SERVER, CONSUMER)
+    sending_kind = kind in (CLIENT, PRODUCER)
+    found: list[HopKey] = []
+    add = found.append
 
     # Parent/child and links. Database calls never have a server span as their child.
-    if span.kind in (CLIENT, PRODUCER) and not span.text("db.system", "db.system.name"):
-        add(_span_key(span.trace_id, span.span_id), PRODUCER_SIDE, "parent")
+    if sending_kind and not span.text("db.system", "db.system.name"):
+        add(HopKey(_span_key(span.trace_id, span.span_id), PRODUCER_SIDE, "parent", end))
     if receiving and span.parent_span_id:
-        add(_span_key(span.trace_id, span.parent_span_id), CONSUMER_SIDE, "parent")
+        add(HopKey(_span_key(span.trace_id, span.parent_span_id), CONSUMER_SIDE, "parent", end))
     for link in span.links:
         if link.type != "invocation":
-            add(_span_key(link.trace_id, link.span_id), CONSUMER_SIDE, "link")
+            add(HopKey(_span_key(link.trace_id, link.span_id), CONSUMER_SIDE, "link", end))
 
+    side = PRODUCER_SIDE if sending_kind else CONSUMER_SIDE if receiving else None
+    if side is None:
+        return found
     pointers = list(span.texts("hoptrace.pointers"))
-    side = PRODUCER_SIDE if span.kind in (CLIENT, PRODUCER) else CONSUMER_SIDE if receiving else None
-    node = v.messaging if side is not None else None
-    message_id = span.text("messaging.message.id", "messaging.message_id")
+    node = v.messaging
     # Semconv message ids (other SDKs): only on a send or on a consumer, never on a receive call.
-    if node is not None and message_id and node.kind in _SEMCONV_IDS and (sending or receiving):
-        pointers.append(_SEMCONV_IDS[node.kind] + message_id)
-    if side is None or not pointers:
+    if node is not None and node.kind in _SEMCONV_IDS and (v.send or receiving):
+        message_id = span.text("messaging.message.id", "messaging.message_id")
+        if message_id:
+            pointers.append(_SEMCONV_IDS[node.kind] + message_id)
+    if not pointers:
         return found
     has_sns_id = any(p.startswith("sns:msg:") for p in pointers)
-    operation = span.text("db.operation.name", "db.operation") or ""
-    event = span.text("hoptrace.dynamodb.event_name") or ""
+    ddb_end: HopEnd | None = None
     seen: set[str] = set()
     for p in pointers:
         if p in seen:
             continue
         seen.add(p)
-        via = next((v for prefix, v in _POINTER_VIA.items() if p.startswith(prefix)), None)
+        via = _POINTER_VIA.get(p[:8]) or _POINTER_VIA.get(p[:4])
         if via is not None:
-            add(p, side, via)
+            add(HopKey(p, side, via, end))
         elif p.startswith("md5:"):
             # Only SNS publish -> SQS raw delivery needs md5 (SQS sends match by message id).
             wanted = "topic" if side == PRODUCER_SIDE else "queue" if not has_sns_id else None
             if node is not None and node.kind == wanted:
-                add(p, side, "md5")
-        elif p.startswith("ddb:item:"):
-            add(p, side, "dynamodb_item", hop_end(span, v, operation if side == PRODUCER_SIDE else event))
-        elif p.startswith("ddb:key:"):
-            add(p, side, "dynamodb_key", hop_end(span, v, operation if side == PRODUCER_SIDE else event))
+                add(HopKey(p, side, "md5", end))
+        elif p.startswith(("ddb:item:", "ddb:key:")):
+            if ddb_end is None:
+                # The producer's write operation or the consumer's stream event, checked when pairing.
+                if side == PRODUCER_SIDE:
+                    detail = span.text("db.operation.name", "db.operation") or ""
+                else:
+                    detail = span.text("hoptrace.dynamodb.event_name") or ""
+                ddb_end = end._replace(detail=detail)
+            add(HopKey(p, side, "dynamodb_item" if p.startswith("ddb:item:") else "dynamodb_key", ddb_end))
     return found
 
 

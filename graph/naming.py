@@ -261,30 +261,78 @@ class View(NamedTuple):
     edges: tuple[tuple[Edge, int], ...]  # map edges it accounts for, with how many calls/messages each
     deliver: Edge | None  # for a consumer: the edge its waiting time belongs to
     health: str
+    # "source|target" of the edge a consumer key counts its hop's dwell on; "" for none. Our batch
+    # invocation links to every producer and each record's span is joined too: the waiting time
+    # is counted once per message, on the records, so the batch invocation carries none.
+    dwell_edge: str = ""
+    source: Node | None = None  # for an invocation: what triggered it (``trigger``)
+
+
+# Every attribute (span over resource) the naming functions read: spans that agree on these, and
+# on the few fields ``_shape`` adds, have the same view. A new read in this module must be added
+# here; test_graph_naming checks the cached view against a fresh one on every scenario span.
+SHAPE_KEYS = (
+    "messaging.system", "rpc.service", "rpc.method", "rpc.system", "messaging.destination.name",
+    "messaging.destination", "aws.sqs.queue.url", "aws.queue_url", "messaging.url", "aws.sns.topic.arn",
+    "db.system", "db.system.name", "db.namespace", "db.name", "aws.dynamodb.table_names", "server.address",
+    "net.peer.name", "http.host", "faas.invoked_name", "peer.service", "aws.s3.bucket", "faas.trigger",
+    "http.route", "http.request.method", "http.method", "hoptrace.schedule.rule", "messaging.batch.message_count",
+    "messaging.operation.type", "messaging.operation", "http.response.status_code", "error.type",
+)  # fmt: skip
+_CACHE_MAX = 8192
+_views: dict[tuple[object, ...], View] = {}
+
+
+def _shape(span: GraphSpan) -> tuple[object, ...]:
+    """What a span's view depends on (see ``SHAPE_KEYS``); a full URL only by its scheme and host
+    part, which is all ``http_host`` reads of it (the text before the path's slash)."""
+    url = span.text("url.full", "http.url")
+    resource = span.resource
+    return (
+        span.service, span.name, span.kind, span.status, span.parent_span_id is None, span.exception_types,
+        any(link.type == "invocation" for link in span.links) if span.links else False,
+        resource.get("faas.name"), resource.get("cloud.platform"), resource.get("telemetry.distro.name"),
+        span.attributes.get("faas.trigger"), span.attributes.get("hoptrace.throttled"),
+        tuple(url.split("/", 3)[:3]) if url else None, span.values(SHAPE_KEYS),
+    )  # fmt: skip
 
 
 def view(span: GraphSpan) -> View:
-    """The span seen from the map (see the module docstring)."""
+    """The span seen from the map (see the module docstring); cached per span shape (``_shape``):
+    a million spans have a few hundred shapes, and naming them is most of a span's cost."""
+    shape = _shape(span)
+    found = _views.get(shape)
+    if found is None:
+        if len(_views) >= _CACHE_MAX:
+            _views.clear()  # bounded: an unusual workload of ever-new shapes only loses the cache
+        found = _views[shape] = view_uncached(span)
+    return found
+
+
+def view_uncached(span: GraphSpan) -> View:
+    """``view`` computed afresh from the span."""
     me = service_node(span)
     msg = messaging_node(span)
     send = is_send(span)
     invocation = is_invocation(span)
     found: list[tuple[Edge, int]] = []
     deliver = None
+    source = _trigger(span, msg) if span.kind in (SERVER, CONSUMER) else None
     target = _callee(span, msg)
     if target is not None:
         found.append((Edge(me, target, PUBLISH if send and target.kind in _MESSAGING else SYNC), 1))
         if target.kind == "table":
             found += [(Edge(me, Node("table", t), SYNC), 1) for t in span.texts("aws.dynamodb.table_names")[1:]]
-    elif span.kind in (SERVER, CONSUMER):
-        source = _trigger(span, msg)
-        if source is not None:
-            entry = _entry_edges(me, source)
-            deliver = entry[-1] if entry[-1].kind == DELIVER else None
-            weight = _entry_weight(span, source, invocation, is_ours(span))
-            if weight:
-                found = [(edge, weight) for edge in entry]
-    return View(me, msg, send, invocation, tuple(found), deliver, health(span))
+    elif source is not None:
+        entry = _entry_edges(me, source)
+        deliver = entry[-1] if entry[-1].kind == DELIVER else None
+        weight = _entry_weight(span, source, invocation, is_ours(span))
+        if weight:
+            found = [(edge, weight) for edge in entry]
+    dwell_edge = ""
+    if deliver is not None and not (invocation and is_ours(span) and message_count(span) > 1):
+        dwell_edge = f"{deliver.source.id}|{deliver.target.id}"
+    return View(me, msg, send, invocation, tuple(found), deliver, health(span), dwell_edge, source)
 
 
 def weighted_edges(span: GraphSpan) -> list[tuple[Edge, int]]:

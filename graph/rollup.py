@@ -97,12 +97,19 @@ class Rollups:
 
     def add_span(self, span: GraphSpan, v: naming.View | None = None) -> None:
         v = v or naming.view(span)
-        minute = minute_of(span.start_ns)
+        minute = span.start_ns // MINUTE_NS
         if v.invocation:
-            self.nodes.setdefault((minute, v.node.id), Rollup()).add_span(span, 1, v.health)
+            node_key = (minute, v.node.id)
+            rollup = self.nodes.get(node_key)
+            if rollup is None:
+                rollup = self.nodes[node_key] = Rollup()
+            rollup.add_span(span, 1, v.health)
         for edge, weight in v.edges:
             key = (minute, edge.source.id, edge.target.id, edge.kind)
-            self.edges.setdefault(key, Rollup()).add_span(span, weight, v.health)
+            rollup = self.edges.get(key)
+            if rollup is None:
+                rollup = self.edges[key] = Rollup()
+            rollup.add_span(span, weight, v.health)
 
     def add_hop(self, hop: Hop) -> None:
         """Queue waiting time: counted on the consumer's deliver edge, in the consumer's minute."""

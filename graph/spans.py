@@ -54,6 +54,11 @@ class GraphSpan:
         merged: dict[str, AttrValue] = self._merged  # type: ignore[attr-defined]
         return merged.get(key)
 
+    def values(self, keys: tuple[str, ...]) -> tuple[AttrValue | None, ...]:
+        """The raw values of ``keys`` (span over resource), None where absent: one call for many reads."""
+        merged: dict[str, AttrValue] = self._merged  # type: ignore[attr-defined]
+        return tuple(map(merged.get, keys))
+
     def text(self, *keys: str) -> str | None:
         """The first of ``keys`` holding a non-empty scalar, as text."""
         merged: dict[str, AttrValue] = self._merged  # type: ignore[attr-defined]

@@ -152,7 +152,7 @@ def _entry(span: GraphSpan, v: naming.View) -> dict[str, str]:
     trigger = span.text("faas.trigger") or {2: "http", 5: "pubsub"}.get(span.kind, "other")
     me = v.node
     if v.invocation:
-        source = naming.trigger(span)
+        source = v.source
         named = source is not None and source.kind in ("api", "queue", "topic", "stream", "bus", "schedule")
         name = source.name if source is not None and named else me.name
     else:
