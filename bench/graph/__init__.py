@@ -4,8 +4,9 @@ baseline measured in the same run.
 - correlation: N spans through ``hoptrace.graph.correlator.Correlator`` in export batches
   (keys, matching, membership, rollups, per-trace facts), against generating the same spans
   and touching each once (the floor of any incremental pass);
-- ingest: the SQLite store's ``write`` with its graph facts, against the same writes with the
-  graph left out (what the graph adds to acknowledged ingest);
+- ingest and the graph pass, SQLite and a throwaway PostgreSQL server: the store's ``write``
+  with its graph queue, against the same writes with nothing queued; then the graph pass over
+  the queue, in spans/s against that ingest, and how long its write transactions hold the lock;
 - map: ``graph_window`` + the networkx model + JSON for 1 h and 24 h of minute rollups, against
   reading the same rollup rows raw;
 - transaction fetch: a transaction with the spans of all its traces, against fetching its entry
@@ -24,12 +25,14 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from bench.collector.postgres import database, postgres_server
 from bench.graph.workload import SPANS_PER_ORDER, batches, orders, to_request
 from bench.measure import median, percentile, progress
 from bench.report import Report, Row, Section
 from hoptrace.collector.otlp import Limits, normalise
+from hoptrace.collector.store import postgres as postgres_store
 from hoptrace.collector.store import sqlite as sqlite_store
-from hoptrace.collector.store.graph_sql import backlog_rows, to_row
+from hoptrace.collector.store.graph_sql import GRAPH_STEP_SPANS, backlog_rows, to_row
 from hoptrace.graph.correlator import Correlator
 from hoptrace.graph.rollup import MINUTE_NS, Rollups
 from hoptrace.graph.servicemap import ServiceMap
@@ -49,7 +52,11 @@ def run(args: argparse.Namespace) -> Report:
     report = Report("graph", config={"correlation_spans": n_corr, "ingest_spans": n_ingest, "quick": quick})
     report.sections.append(_correlation(n_corr))
     with tempfile.TemporaryDirectory(prefix="hoptrace-bench-graph-") as tmp:
-        ingest, store = _ingest(Path(tmp), n_ingest)
+        with postgres_server() as server:  # a throwaway server, stopped with this block
+            pg_section, pg_store = _ingest(Path(tmp), n_ingest, "postgresql", server)
+            pg_store.close()
+        report.sections.append(pg_section)
+        ingest, store = _ingest(Path(tmp), n_ingest, "sqlite")
         report.sections.append(ingest)
         try:
             report.sections.append(_transactions(store))
@@ -133,40 +140,57 @@ def _requests(n: int) -> list[Any]:
     return [normalise(to_request(b), Limits(max_spans=100_000)) for b in batches(n, START_NS + 3600 * 10**9)]
 
 
-def _ingest(tmp: Path, n: int) -> tuple[Section, sqlite_store.SqliteStore]:
+def _ingest(tmp: Path, n: int, backend: str, server_url: str = "") -> tuple[Section, Any]:
+    """Ingest with and without the graph's queue (ABBA), then the graph pass over what was queued,
+    timing its write transactions apart (what ingest waits for while the pass runs)."""
+    module: Any = sqlite_store if backend == "sqlite" else postgres_store
     progress(f"graph: encoding {n} spans as OTLP batches")
-    timings: dict[str, list[float]] = {"without-graph": [], "with-graph": [], "graph-pass": []}
-    kept: sqlite_store.SqliteStore | None = None
+    timings: dict[str, list[float]] = {"without-graph": [], "with-graph": [], "graph-pass": [], "write-ms": []}
+    kept: Any = None
+    real_apply = module.apply_backlog
+
+    def timed_apply(*args: Any, **kwargs: Any) -> bool:
+        started = time.perf_counter()
+        try:
+            return bool(real_apply(*args, **kwargs))
+        finally:
+            timings["write-ms"].append((time.perf_counter() - started) * 1000)
+
     # ABBA: a machine that speeds up or slows down during the run weighs on both variants.
     for run, variant in enumerate(("without-graph", "with-graph", "with-graph", "without-graph")):
         work = _requests(n)  # fresh batches each time: normalise's output is what the writer gets
-        store = sqlite_store.SqliteStore(str(tmp / f"{variant}-{run}.db"))
+        if backend == "sqlite":
+            store: Any = sqlite_store.SqliteStore(str(tmp / f"{variant}-{run}.db"))
+        else:
+            store = postgres_store.PostgresStore(database(server_url, f"graph_{run}", fresh=True))
         store.migrate()
         store._graph.stop()  # measured apart below, not competing with the writes
         queue = (lambda items: []) if variant == "without-graph" else backlog_rows
-        with mock.patch.object(sqlite_store, "backlog_rows", queue):
-            progress(f"graph: ingest {variant}")
+        with mock.patch.object(module, "backlog_rows", queue):
+            progress(f"graph: ingest {variant} ({backend})")
             started = time.perf_counter()
             for b in work:
                 store.write([(1, b)])
             timings[variant].append(time.perf_counter() - started)
         if variant == "with-graph":
-            progress("graph: graph pass over the backlog")
-            started = time.perf_counter()
-            store.graph_sync()
-            timings["graph-pass"].append(time.perf_counter() - started)
+            progress(f"graph: graph pass over the backlog ({backend})")
+            with mock.patch.object(module, "apply_backlog", timed_apply):
+                started = time.perf_counter()
+                store.graph_sync()
+                timings["graph-pass"].append(time.perf_counter() - started)
         if variant == "with-graph" and kept is None:
             kept = store
         else:
             store.close()
-    assert kept is not None
     spans = n - n % SPANS_PER_ORDER
     without, queued, derived = (spans / median(timings[k]) for k in ("without-graph", "with-graph", "graph-pass"))
+    writes = timings["write-ms"]
+    name = "SQLite" if backend == "sqlite" else "PostgreSQL"
     section = Section(
-        "ingest and the graph pass (SQLite, durable commits)",
-        f"{spans} spans written batch by batch (500 spans per commit) through SqliteStore.write, then the graph "
-        "pass over the queued backlog (its own transactions of ~2,000 spans); spans/s, median of two runs each "
-        "in ABBA order.",
+        f"ingest and the graph pass ({name}, durable commits)",
+        f"{spans} spans written batch by batch (500 spans per commit) through the store's write, then the graph "
+        f"pass over the queued backlog (passes of ~{GRAPH_STEP_SPANS:,} spans: read and derived outside the write "
+        "lock, written in one transaction each); spans/s, median of two runs each in ABBA order.",
         rows=[
             Row(
                 "ingest spans/s, graph queued",
@@ -184,6 +208,10 @@ def _ingest(tmp: Path, n: int) -> tuple[Section, sqlite_store.SqliteStore]:
                 derived,
                 note="how fast the graph catches up; it runs beside ingest",
             ),
+        ],
+        notes=[
+            f"graph pass write transactions: {len(writes)}, p50 {percentile(writes, 50):.0f} ms, "
+            f"p95 {percentile(writes, 95):.0f} ms, max {max(writes):.0f} ms (ingest waits at most this long)"
         ],
         raw=timings,
     )

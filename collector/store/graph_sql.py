@@ -2,10 +2,11 @@
 (the reads are in ``graph_reads``).
 
 When derived: ingest only queues each batch's span ids (``backlog_rows``, inserted in the same
-transaction as the spans, so what is acknowledged is durably queued); ``process_backlog``, run
-by the store's background pass, derives the graph facts of queued spans and deletes their queue
-rows in one transaction. A crash at any point leaves each span either queued or processed,
-never lost, and ingest is not slowed by the derivation (which costs far more than storing).
+transaction as the spans, so what is acknowledged is durably queued); the store's background
+pass reads queued batches and derives what their spans say alone (``prepare_backlog``, on a
+reader, outside the write lock), then matches, merges and writes it and deletes the queue rows
+in one short write transaction (``apply_backlog``). A crash at any point leaves each span either
+queued or processed, never lost, and ingest is not slowed by the derivation.
 
 Each step is an index lookup (keys by ``(project, key)``, members by trace, hops by trace,
 rollups by primary key) — never a scan of spans. The logic is ``hoptrace.graph``'s (``derive``,
@@ -18,9 +19,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hoptrace.graph.correlator import derive, match_key
+from hoptrace.graph.correlator import Derived, derive, match_key
 from hoptrace.graph.hops import CONSUMER_SIDE, PRODUCER_SIDE, Hop, HopEnd, HopKey, delivery, strongest
 from hoptrace.graph.rollup import Rollup, Rollups
 from hoptrace.graph.spans import AttrValue, GraphSpan
@@ -31,6 +33,9 @@ from . import StoredSpan
 from .graph_rows import graph_span, resource_attributes
 
 CHUNK = 400  # values per IN (...) list
+# Spans per graph pass: derived outside the write lock, so a pass may be larger than a commit
+# of ingest; its write transaction (what ingest waits for) grows with it.
+GRAPH_STEP_SPANS = 2000
 logger = logging.getLogger("hoptrace.collector")
 
 
@@ -66,31 +71,84 @@ def backlog_rows(items: list[tuple[int, SpanBatch]]) -> list[tuple[int, bytes]]:
     ]
 
 
-def process_backlog(sql: Sql, max_spans: int = 2000, lock: str = "") -> int:
-    """Derive the graph facts of the oldest queued batches (about ``max_spans`` spans) and unqueue
-    them, inside the caller's transaction; returns how many spans it took. ``lock``: a row-lock
-    clause for the queue (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)."""
+@dataclass
+class Prepared:
+    """The oldest queued batches and what their spans say on their own, read and derived outside
+    the write transaction (``prepare_backlog``), to be written by ``apply_backlog``."""
+
+    rows: list[int]  # graph_backlog ids taken
+    size: int  # spans they name
+    projects: dict[int, tuple[list[GraphSpan], Derived]] = field(default_factory=dict)
+
+
+def prepare_backlog(sql: Sql, max_spans: int = GRAPH_STEP_SPANS) -> Prepared | None:
+    """Read the oldest queued batches (about ``max_spans`` spans), load their spans and derive
+    them; writes nothing, so it runs on a reader outside the write lock. None: nothing queued."""
     taken: list[tuple[int, int, bytes]] = []
     size = 0
-    for row_id, project, packed in sql.rows(
-        f"SELECT id, project_id, spans FROM graph_backlog ORDER BY id LIMIT ?{lock}", [64]
-    ):
+    queued = sql.rows("SELECT id, project_id, spans FROM graph_backlog ORDER BY id LIMIT ?", [64])
+    for row_id, project, packed in queued:
         taken.append((int(row_id), int(project), bytes(packed)))
         size += len(packed) // ID_SIZE
         if size >= max_spans:
             break
     if not taken:
-        return 0
+        return None
     by_project: dict[int, list[bytes]] = {}
     for _, project, packed in taken:
         by_project.setdefault(project, []).append(packed)
+    prepared = Prepared([row_id for row_id, _, _ in taken], size)
     for project, packs in by_project.items():
         spans = load_spans(sql, project, b"".join(packs))
         if spans:
-            _GraphWrite(sql, project).apply(spans)
-    for chunk in _chunks([row_id for row_id, _, _ in taken]):
+            prepared.projects[project] = (spans, derive(spans))
+    return prepared
+
+
+def apply_backlog(sql: Sql, prepared: Prepared, lock: str = "") -> bool:
+    """Write what ``prepare_backlog`` derived and unqueue its batches, inside the caller's write
+    transaction. False, writing nothing, when any of its batches is no longer queued (another
+    pass took it in between): the caller prepares again. ``lock``: a row-lock clause for the
+    queue (PostgreSQL: ``FOR UPDATE``).
+
+    A crash before the commit leaves the batches queued, to be derived again; facts already
+    counting a span (a batch sent twice) keep it from being counted twice.
+    """
+    present = 0
+    for chunk in _chunks(prepared.rows):
+        present += len(sql.rows(f"SELECT id FROM graph_backlog WHERE id IN ({_marks(len(chunk))}){lock}", list(chunk)))
+    if present != len(prepared.rows):
+        return False
+    for project, (spans, derived) in prepared.projects.items():
+        _GraphWrite(sql, project).apply(spans, derived)
+    for chunk in _chunks(prepared.rows):
         sql.run(f"DELETE FROM graph_backlog WHERE id IN ({_marks(len(chunk))})", list(chunk))
-    return size
+    return True
+
+
+def process_backlog(sql: Sql, max_spans: int = GRAPH_STEP_SPANS) -> int:
+    """Prepare and apply in one go, inside the caller's transaction (tests, tools); returns how
+    many spans it took."""
+    prepared = prepare_backlog(sql, max_spans)
+    if prepared is None:
+        return 0
+    apply_backlog(sql, prepared)
+    return prepared.size
+
+
+def requeue_backlog(sql: Sql) -> None:
+    """Queue every waiting batch again under new ids, inside retention's transaction: a pass that
+    derived spans before retention deleted them finds its batches gone and prepares again (from
+    what is left), instead of writing back facts of deleted spans."""
+    (last,) = sql.rows("SELECT max(id) FROM graph_backlog", [])[0]
+    if last is None:
+        return
+    sql.run(
+        "INSERT INTO graph_backlog (project_id, spans) SELECT project_id, spans FROM graph_backlog WHERE id <= ?"
+        " ORDER BY id",
+        [last],
+    )
+    sql.run("DELETE FROM graph_backlog WHERE id <= ?", [last])
 
 
 def backlog_size(sql: Sql) -> int:
@@ -135,13 +193,15 @@ class _GraphWrite:
         self.sql = sql
         self.project = project_id
 
-    def apply(self, spans: list[GraphSpan]) -> None:
+    def apply(self, spans: list[GraphSpan], derived: Derived | None = None) -> None:
+        """Write the graph facts of ``spans`` (``derived``: what ``derive`` made of them, if known)."""
         stored = load_facts(self.sql, self.project, sorted({s.trace_id for s in spans}), fill=False)
         empty = TraceFacts()
-        spans = [s for s in spans if not stored.get(s.trace_id, empty).counted(s)]  # a batch sent twice: once
-        if not spans:
+        fresh = [s for s in spans if not stored.get(s.trace_id, empty).counted(s)]  # a batch sent twice: once
+        if not fresh:
             return
-        derived = derive(spans)
+        if derived is None or len(fresh) < len(spans):
+            derived = derive(fresh)
         if derived.skipped:
             logger.warning("hoptrace: %d span(s) left off the graph (unreadable attributes)", derived.skipped)
         touched = self._merge_facts(derived.facts, stored)

@@ -21,7 +21,16 @@ from hoptrace.graph.transactions import Transaction
 from ..otlp import SpanBatch
 from . import GraphPass, Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant, TransactionQuery
 from .graph_reads import read_rollups, read_transaction, search_transactions
-from .graph_sql import BACKLOG_INSERT, backfill_hourly, backlog_rows, backlog_size, process_backlog
+from .graph_sql import (
+    BACKLOG_INSERT,
+    GRAPH_STEP_SPANS,
+    apply_backlog,
+    backfill_hourly,
+    backlog_rows,
+    backlog_size,
+    prepare_backlog,
+    requeue_backlog,
+)
 from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS
 
 # Planner statistics are refreshed after the 1st, 16th and every ANALYZE_EVERY-th commit,
@@ -256,6 +265,7 @@ class SqliteStore:
                 for statement in GRAPH_RETENTION:
                     named = statement.replace("%(cutoff)s", ":cutoff").replace("%(minute)s", ":minute")
                     conn.execute(named, {"cutoff": cutoff_ns, "minute": cutoff_ns // MINUTE_NS})
+                requeue_backlog(_Sql(conn))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -272,18 +282,26 @@ class SqliteStore:
     def search_transactions(self, project_id: int, query: TransactionQuery) -> list[Transaction]:
         return search_transactions(_Sql(self._reader()), project_id, query)
 
-    def graph_step(self, max_spans: int = 2000) -> int:
-        """One pass over the graph's backlog, in its own write transaction (see ``graph_sql``)."""
-        with self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                done = process_backlog(_Sql(conn), max_spans)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return done
+    def graph_step(self, max_spans: int = GRAPH_STEP_SPANS) -> int:
+        """One pass over the graph's backlog (see ``graph_sql``): read and derive on this thread's
+        reader, outside the write lock, then write in one short transaction (which ingest waits
+        for). Two passes at once (``graph_sync`` beside the background pass): the later finds its
+        batches gone and prepares again."""
+        while True:
+            prepared = prepare_backlog(_Sql(self._reader()), max_spans)
+            if prepared is None:
+                return 0
+            with self._write_lock:
+                conn = self._writer
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    applied = apply_backlog(_Sql(conn), prepared)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            if applied:
+                return prepared.size
 
     def graph_sync(self) -> int:
         return self._graph.sync()

@@ -634,8 +634,9 @@ def test_written_spans_stay_queued_for_the_graph_until_a_pass_commits_their_fact
     def broken(*_: Any, **__: Any) -> int:
         raise RuntimeError("graph pass failed")
 
+    no_background_pass(store)  # or, retrying once the failure is undone, it would catch up before the restart
     for module in (sqlite_module, pg_module):
-        monkeypatch.setattr(module, "process_backlog", broken)
+        monkeypatch.setattr(module, "apply_backlog", broken)
     send = sqs_send("q-1", BASE)
     store.write([(default, fn_batch([send], "api"))])  # acknowledged: spans and their queue row committed
     with pytest.raises(RuntimeError, match="graph pass failed"):
@@ -653,6 +654,94 @@ def test_written_spans_stay_queued_for_the_graph_until_a_pass_commits_their_fact
         assert raw(store_url, "SELECT count(*) FROM graph_backlog") == [(0,)]
     finally:
         restarted.close()
+
+
+def no_background_pass(store: SpanStore) -> None:
+    """Stop the store's own background pass: the test runs the passes it describes itself."""
+    cast(Any, store)._graph.stop()
+
+
+def test_a_pass_stopped_between_deriving_and_writing_leaves_its_batches_queued(
+    store: SpanStore, store_url: str, default: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hoptrace.collector.store.postgres as pg_module
+    import hoptrace.collector.store.sqlite as sqlite_module
+
+    def crash(*_: Any, **__: Any) -> bool:
+        raise RuntimeError("killed after deriving, before the write transaction")
+
+    no_background_pass(store)
+    for module in (sqlite_module, pg_module):
+        monkeypatch.setattr(module, "apply_backlog", crash)
+    send, consume = sqs_send("c-1", BASE), sqs_consume("c-1", BASE + S)
+    store.write([(default, fn_batch([send], "api")), (default, fn_batch([consume], "worker"))])
+    with pytest.raises(RuntimeError, match="killed after deriving"):
+        store.graph_sync()
+    assert store.graph_backlog() == 2
+    assert store.search_transactions(default, TransactionQuery()) == []
+    monkeypatch.undo()
+    assert store.graph_sync() == 2
+    (txn,) = txns(store, default)
+    assert txn.trace_ids == (send.trace_id.hex(), consume.trace_id.hex())
+
+
+def test_two_passes_deriving_the_same_batches_count_them_once(
+    store: SpanStore, default: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hoptrace.collector.store.postgres as pg_module
+    import hoptrace.collector.store.sqlite as sqlite_module
+
+    module = sqlite_module if isinstance(store, sqlite_module.SqliteStore) else pg_module
+    real = module.prepare_backlog
+    raced: list[int] = []
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        prepared = real(*args, **kwargs)
+        if prepared is not None and not raced:
+            raced.append(prepared.size)
+            assert store.graph_sync() == prepared.size  # another pass takes the same batches and commits
+        return prepared
+
+    no_background_pass(store)
+    monkeypatch.setattr(module, "prepare_backlog", racing)
+    store.write([(default, fn_batch([sqs_send("r-1", BASE)], "api"))])
+    store.write([(default, fn_batch([sqs_consume("r-1", BASE + S)], "worker"))])
+    assert store.graph_sync() == 0  # its batches were gone when it came to write: nothing written twice
+    assert raced == [2]
+    assert store.graph_backlog() == 0
+    nodes, edges = store.graph_window(default, BASE - S, BASE + 60 * S)
+    assert edges[("queue:orders", "function:worker", "deliver")].count == 1
+    assert nodes["function:worker"].count == 1
+    (txn,) = txns(store, default)
+    assert txn.hops == 1
+
+
+def test_a_pass_that_derived_spans_retention_deleted_meanwhile_writes_nothing_of_them(
+    store: SpanStore, store_url: str, default: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hoptrace.collector.store.postgres as pg_module
+    import hoptrace.collector.store.sqlite as sqlite_module
+
+    module = sqlite_module if isinstance(store, sqlite_module.SqliteStore) else pg_module
+    real = module.prepare_backlog
+    raced: list[int] = []
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        prepared = real(*args, **kwargs)
+        if prepared is not None and not raced:
+            raced.append(prepared.size)
+            store.delete_before(BASE + 300 * S)  # retention runs after it derived, before it writes
+        return prepared
+
+    no_background_pass(store)
+    monkeypatch.setattr(module, "prepare_backlog", racing)
+    old, new = sqs_send("old", BASE), sqs_send("new", BASE + 600 * S)
+    store.write([(default, fn_batch([old], "api")), (default, fn_batch([new], "api"))])
+    assert store.graph_sync() == 2  # the batches once more, under their new ids: the old span is gone
+    assert raced == [2]
+    assert [t.id for t in txns(store, default)] == [new.trace_id.hex()]
+    assert raw(store_url, "SELECT count(*) FROM trace_facts") == [(1,)]
+    assert store.graph_window(default, BASE - S, BASE + 60 * S) == ({}, {})
 
 
 def test_the_background_pass_derives_the_graph_without_being_asked(store: SpanStore, default: int) -> None:
