@@ -157,7 +157,7 @@ def project(args: argparse.Namespace) -> int:
 def bench_populate(args: argparse.Namespace) -> int:
     """Fill a store with the benchmarks' span mix (``collector.populate``) through its own write path."""
     try:
-        from .populate import Progress, SpanMix, customer_id, order_id, populate
+        from .populate import Progress, SpanMix, customer_id, order_id, populate, traces_holding
         from .store import StoreError, open_store
     except ImportError as exc:
         return _missing_server_extra(exc)
@@ -172,11 +172,26 @@ def bench_populate(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"hoptrace: {exc}", file=sys.stderr)
         return 2
+    if args.resume and args.seed is None:
+        store.close()
+        print("hoptrace: --resume needs the --seed of the interrupted run", file=sys.stderr)
+        return 2
     seed = args.seed if args.seed is not None else secrets.randbits(31)
     mix = SpanMix.for_spans(args.spans, seed, args.days)
     progress = Progress(total=mix.spans)
+    first = 0
+    if args.resume:
+        held = store.count_spans(project_id)
+        found_traces = traces_holding(held)
+        if found_traces is None or held > mix.spans:
+            store.close()
+            print(f"hoptrace: cannot resume: the project's {held:,} spans are not the first traces of this mix "
+                  f"(--spans {args.spans} --seed {seed})", file=sys.stderr)  # fmt: skip
+            return 2
+        first = found_traces
+        progress.add(held)
     try:
-        written = populate(store, project_id, mix, batch_spans=args.batch_spans, on_batch=progress.add)
+        written = populate(store, project_id, mix, batch_spans=args.batch_spans, on_batch=progress.add, first=first)
         behind = store.graph_backlog()
         if behind:
             print(f"populate: deriving the graph of the last {behind:,} spans (hops, transactions, map)",
@@ -237,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     pop.add_argument("--days", type=float, default=1.0, help="time window the traces are spread over (default 1)")
     pop.add_argument("--seed", type=int, help="seed of the generated ids and labels (default: random)")
     pop.add_argument("--batch-spans", type=int, default=10_000, help="spans per store transaction (default 10000)")
+    pop.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run (same --spans and --seed): skip the traces the project holds",
+    )
     pop.set_defaults(func=bench_populate)
     return parser
 

@@ -120,6 +120,20 @@ def spans_in_trace(i: int) -> int:
     return 5 + (i % 2 == 0) + (i % 3 == 0) + (i % 4 != 0) + (i % 5 == 0)
 
 
+def traces_holding(spans: int) -> int | None:
+    """How many leading traces (0, 1, …) hold exactly ``spans`` spans; None if no prefix does.
+
+    ``populate`` commits whole traces, so a store it was interrupted on holds such a prefix.
+    """
+    period = sum(spans_in_trace(i) for i in range(60))
+    whole, rest = divmod(spans, period)
+    traces = whole * 60
+    while rest > 0:
+        rest -= spans_in_trace(traces)
+        traces += 1
+    return traces if rest == 0 else None
+
+
 @functools.lru_cache(maxsize=64)
 def _resource(function: str) -> bytes:
     """A function's ``Resource`` (field 1 of ResourceSpans), as hoptrace's instrumentation describes it."""
@@ -379,17 +393,19 @@ def populate(
     mix: SpanMix,
     batch_spans: int = 10_000,
     on_batch: Callable[[int], None] | None = None,
+    first: int = 0,
 ) -> int:
     """Write every trace of ``mix`` through ``store.write`` in batches; returns the spans written.
 
     This is the collector's own write path (normalise, then the store's one transaction per
     batch; the store's background pass derives the graph facts meanwhile), only without HTTP and
     the writer thread in front of it. Call ``store.graph_sync()`` afterwards to wait for the graph.
+    ``first``: resume after the traces an interrupted run committed (``traces_holding``).
     """
     limits = Limits(max_spans=max(batch_spans * 2, Limits.max_spans))
     now = max(time.time_ns(), mix.end_ns + 10**9)
     written = 0
-    for body, count in mix.requests(0, mix.traces, batch_spans):
+    for body, count in mix.requests(first, mix.traces, batch_spans):
         batch = normalise(ExportTraceServiceRequest.FromString(body), limits, now_ns=now)
         store.write([(project_id, batch)])
         written += len(batch.spans)

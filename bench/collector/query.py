@@ -82,12 +82,17 @@ def ensure_populated(store_url: str, spans: int, fresh: Callable[[], None]) -> t
     if held == expected:
         progress(f"query: reusing {store_url} ({held:,} spans)")
         return mix, None
-    progress(f"query: populating {store_url} with {expected:,} spans (found {held:,}); progress follows")
-    fresh()
     started = time.monotonic()
     cmd = [sys.executable, "-m", "hoptrace.collector.cli", "bench", "populate", "--store", store_url,
            "--spans", str(spans), "--seed", str(SEED), "--days", "1"]  # fmt: skip
-    done = subprocess.run(cmd, cwd=str(REPO_ROOT), env=child_env(), stdout=subprocess.DEVNULL, check=False)
+    done = None
+    if 0 < held < expected:  # an interrupted populate (of this seed, or refused below): continue it
+        progress(f"query: resuming the populate of {store_url} at {held:,} of {expected:,} spans; progress follows")
+        done = subprocess.run([*cmd, "--resume"], cwd=str(REPO_ROOT), env=child_env(), stdout=subprocess.DEVNULL)
+    if done is None or done.returncode != 0:
+        progress(f"query: populating {store_url} with {expected:,} spans (found {held:,}); progress follows")
+        fresh()
+        done = subprocess.run(cmd, cwd=str(REPO_ROOT), env=child_env(), stdout=subprocess.DEVNULL, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"populating {store_url} failed with {done.returncode}")
     seconds = time.monotonic() - started

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from hoptrace.collector.app import create_app
 from hoptrace.collector.config import CollectorConfig
-from hoptrace.collector.populate import SpanMix, customer_id, order_id, spans_in_trace, trace_id
+from hoptrace.collector.populate import SpanMix, customer_id, order_id, populate, spans_in_trace, trace_id
+from hoptrace.collector.store import open_store
 
 
 def hoptrace(*args: str) -> subprocess.CompletedProcess[str]:
@@ -73,3 +74,30 @@ def test_populate_refuses_a_bad_store_url_in_one_line() -> None:
     result = hoptrace("bench", "populate", "--store", "mysql://db/x", "--spans", "10")
     assert result.returncode == 2
     assert "unsupported store URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_resume_continues_an_interrupted_populate_without_duplicates(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'bench.db'}"
+    full = SpanMix.for_spans(300, seed=5, days=1)
+    store = open_store(store_url)
+    store.migrate()
+    populate(store, 1, SpanMix(5, 17, full.start_ns, full.end_ns))  # the first 17 traces, as if interrupted
+    store.close()
+    result = hoptrace("bench", "populate", "--store", store_url, "--spans", "300", "--seed", "5", "--resume")
+    assert result.returncode == 0, result.stderr
+    store = open_store(store_url)
+    try:
+        assert store.count_spans() == full.spans
+    finally:
+        store.close()
+    with api(store_url) as client:
+        last = client.get("/api/v1/spans", params={"label.order_id": order_id(5, full.traces - 1)}).json()["spans"]
+        assert len(last) == spans_in_trace(full.traces - 1)
+
+
+def test_resume_refuses_a_store_that_is_not_a_prefix_of_the_mix(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'bench.db'}"
+    assert hoptrace("bench", "populate", "--store", store_url, "--spans", "300", "--seed", "5").returncode == 0
+    result = hoptrace("bench", "populate", "--store", store_url, "--spans", "100", "--seed", "5", "--resume")
+    assert result.returncode == 2
+    assert "cannot resume" in result.stderr
