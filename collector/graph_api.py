@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from hoptrace.graph.correlator import derive
 from hoptrace.graph.hops import Hop
+from hoptrace.graph.rollup import MINUTE_NS
 from hoptrace.graph.servicemap import ServiceMap, compare
 from hoptrace.graph.spans import AttrValue
 from hoptrace.graph.transactions import Transaction
@@ -100,6 +101,77 @@ def service_map(
     return {**out, "compare": {"from": rfc3339(base_start), "to": rfc3339(base_end)}, **compare(current, baseline)}
 
 
+MAX_SERIES_MINUTES = 7 * 24 * 60  # points one series may carry
+
+
+@router.get(f"{API}/map/series", tags=["graph"], summary="Per-minute count, errors and p95 of one node or edge")
+def series(
+    request: Request,
+    node: str | None = Query(None, description="a node id, e.g. function:checkout"),
+    edge: str | None = Query(None, description="an edge id SOURCE|TARGET|KIND, as the map gives it"),
+    from_: str | None = Query(None, alias="from", description="RFC 3339 or unix ms; default: an hour before `to`"),
+    to: str | None = Query(None, description="RFC 3339 or unix ms; default: now"),
+) -> dict[str, Any]:
+    """One point per whole minute of the window (minutes without calls count 0, ``p95_ms`` null),
+    from the minute rollups: what a node's or edge's small charts draw."""
+    project_id = project_for(request, "read")
+    if (node is None) == (edge is None):
+        raise HTTPException(400, "give either node=ID or edge=SOURCE|TARGET|KIND")
+    key = None
+    if edge is not None:
+        parts = edge.split("|")
+        if len(parts) != 3 or not all(parts):
+            raise HTTPException(400, f"edge={edge!r} is not SOURCE|TARGET|KIND (the map's edge id)")
+        key = (parts[0], parts[1], parts[2])
+    start, end = _window(from_, to, ("from", "to"), time.time_ns())
+    first, last = start // MINUTE_NS, -(-end // MINUTE_NS)
+    if last - first > MAX_SERIES_MINUTES:
+        raise HTTPException(400, f"the window is longer than {MAX_SERIES_MINUTES // 1440} days: narrow from/to")
+    rows = dict(collector_of(request).store.graph_minutes(project_id, start, end, node=node, edge=key))
+    points = []
+    for minute in range(first, last):
+        rollup = rows.get(minute)
+        p95 = rollup.latency.quantile(0.95) if rollup is not None else None
+        count, errors = (rollup.count, rollup.errors) if rollup is not None else (0, 0)
+        points.append({"minute": rfc3339(minute * MINUTE_NS), "count": count, "errors": errors, "p95_ms": _round(p95)})
+    target = {"node": node} if node is not None else {"edge": edge}
+    return {**target, "from": rfc3339(start), "to": rfc3339(end), "series": points}
+
+
+@router.get(f"{API}/functions", tags=["graph"], summary="Functions with invocations, errors, latency, cold starts")
+def functions(
+    request: Request,
+    from_: str | None = Query(None, alias="from", description="RFC 3339 or unix ms; default: an hour before `to`"),
+    to: str | None = Query(None, description="RFC 3339 or unix ms; default: now"),
+) -> dict[str, Any]:
+    """Every function invoked in the window, by name, from the map's node rollups (no span scan):
+    invocations, errors and their rate, throttles, p50/p95/p99 duration, cold starts, timeouts and
+    the start of the last minute it ran in."""
+    project_id = project_for(request, "read")
+    store = collector_of(request).store
+    start, end = _window(from_, to, ("from", "to"), time.time_ns())
+    nodes, _ = store.graph_window(project_id, start, end)
+    last_seen = store.graph_last_seen(project_id, start, end)
+    out = []
+    for node_id, r in sorted(nodes.items()):
+        kind, _, name = node_id.partition(":")
+        if kind != "function" or not r.count:
+            continue
+        quantiles = [r.latency.quantile(q) for q in (0.5, 0.95, 0.99)]
+        out.append({
+            "id": node_id, "name": name, "invocations": r.count, "errors": r.errors,
+            "error_rate": round(r.errors / r.count, 6), "throttles": r.throttles,
+            "p50_ms": _round(quantiles[0]), "p95_ms": _round(quantiles[1]), "p99_ms": _round(quantiles[2]),
+            "cold_starts": r.cold_starts, "timeouts": r.timeouts,
+            "last_seen": rfc3339(last_seen[node_id] * MINUTE_NS) if node_id in last_seen else None,
+        })  # fmt: skip
+    return {"from": rfc3339(start), "to": rfc3339(end), "functions": out}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 @router.get(f"{API}/graph/status", tags=["graph"], summary="How far the graph lags behind ingest")
 def graph_status(request: Request) -> dict[str, Any]:
     """``backlog_spans``: spans stored whose hops, transactions and map rollups are not derived yet
@@ -156,9 +228,11 @@ def search_transactions(
     max_ms: float | None = Query(None, ge=0),
     q: str | None = Query(None, description="a transaction or trace id, or any indexed id (message, request, label)"),
     limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = None,
+    sort: str = Query("-start", pattern="^-?(start|duration)$", description="start or duration; -: descending"),
+    cursor: str | None = Query(None, description="next_cursor of the previous page, with the same sort"),
 ) -> dict[str, Any]:
-    """Filter also by business labels with ``label.KEY=VALUE`` (repeatable, all must match)."""
+    """Filter also by business labels with ``label.KEY=VALUE`` (repeatable, all must match).
+    Sorted by ``sort`` (newest first by default), ties by id; pages follow ``next_cursor``."""
     project_id = project_for(request, "read")
     labels = tuple(label_params(request.query_params))
     before = None
@@ -183,13 +257,16 @@ def search_transactions(
         labels=labels,
         text=q.strip().lower() if q and re.fullmatch(r"\s*[0-9a-fA-F]{32}\s*", q) else (q.strip() if q else None),
         limit=limit,
+        sort=sort.lstrip("-"),
+        ascending=not sort.startswith("-"),
         before=before,
     )
     found = collector_of(request).store.search_transactions(project_id, query)
     last = found[-1] if len(found) == limit else None
+    value = 0 if last is None else last.start_ns if query.sort == "start" else last.end_ns - last.start_ns
     return {
         "transactions": [transaction_json(t) for t in found],
-        "next_cursor": f"{last.start_ns}:{last.id}" if last is not None else None,
+        "next_cursor": f"{value}:{last.id}" if last is not None else None,
     }
 
 

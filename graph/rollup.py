@@ -34,6 +34,8 @@ class Rollup:
     faults: int = 0  # 5xx
     latency: LatencySketch = field(default_factory=LatencySketch)
     dwell: LatencySketch = field(default_factory=LatencySketch)
+    cold_starts: int = 0  # function nodes: invocations that were a cold start (faas.coldstart)
+    timeouts: int = 0  # function nodes: invocations the watchdog ended (hoptrace.faas.timeout)
 
     def add_span(self, span: GraphSpan, n: int = 1, colour: str | None = None) -> None:
         """Count the span ``n`` times (a batch invocation stands for each of its messages)."""
@@ -60,6 +62,8 @@ class Rollup:
         self.faults += other.faults
         self.latency.merge(other.latency)
         self.dwell.merge(other.dwell)
+        self.cold_starts += other.cold_starts
+        self.timeouts += other.timeouts
         return self
 
     def counters(self) -> tuple[int, int, int, int, int, int]:
@@ -67,12 +71,15 @@ class Rollup:
         return self.count, self.errors, self.throttles, self.ok, self.client_errors, self.faults
 
     @classmethod
-    def from_row(cls, counters: tuple[int, ...], latency: bytes | None, dwell: bytes | None) -> Rollup:
+    def from_row(
+        cls, counters: tuple[int, ...], latency: bytes | None, dwell: bytes | None, cold_starts: int = 0,
+        timeouts: int = 0,
+    ) -> Rollup:  # fmt: skip
         count, errors, throttles, ok, client_errors, faults = (int(c) for c in counters)
         return cls(
             count, errors, throttles, ok, client_errors, faults,
             LatencySketch.from_bytes(latency) if latency else LatencySketch(),
-            LatencySketch.from_bytes(dwell) if dwell else LatencySketch(),
+            LatencySketch.from_bytes(dwell) if dwell else LatencySketch(), int(cold_starts), int(timeouts),
         )  # fmt: skip
 
     def health(self) -> dict[str, float]:
@@ -104,6 +111,9 @@ class Rollups:
             if rollup is None:
                 rollup = self.nodes[node_key] = Rollup()
             rollup.add_span(span, 1, v.health)
+            attrs = span.attributes
+            rollup.cold_starts += attrs.get("faas.coldstart") is True
+            rollup.timeouts += attrs.get("hoptrace.faas.timeout") is True
         for edge, weight in v.edges:
             key = (minute, edge.source.id, edge.target.id, edge.kind)
             rollup = self.edges.get(key)

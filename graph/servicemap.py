@@ -96,7 +96,11 @@ class ServiceMap:
         for node_id in sorted(self.graph):
             node = Node.parse(node_id)
             entry = {"id": node_id, "kind": node.kind, "name": node.name, "layer": layers[node_id]}
-            entry.update(_metrics(self.node_rollup(node_id), dwell=False))
+            rollup = self.node_rollup(node_id)
+            entry.update(_metrics(rollup, dwell=False))
+            if node.kind == "function":
+                entry["cold_starts"] = rollup.cold_starts
+                entry["timeouts"] = rollup.timeouts
             nodes.append(entry)
         edges = []
         for source, target, kind, data in sorted(self.graph.edges(keys=True, data=True), key=lambda e: e[:3]):

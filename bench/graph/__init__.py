@@ -32,7 +32,7 @@ from bench.report import Report, Row, Section
 from hoptrace.collector.otlp import Limits, normalise
 from hoptrace.collector.store import postgres as postgres_store
 from hoptrace.collector.store import sqlite as sqlite_store
-from hoptrace.collector.store.graph_sql import GRAPH_STEP_SPANS, backlog_rows, to_row
+from hoptrace.collector.store.graph_sql import GRAPH_STEP_SPANS, ROLLUP_COLUMNS, backlog_rows, to_row
 from hoptrace.graph.correlator import Correlator
 from hoptrace.graph.rollup import MINUTE_NS, Rollups
 from hoptrace.graph.servicemap import ServiceMap
@@ -274,11 +274,13 @@ def _fill_rollups(path: Path) -> int:
     with closing(sqlite3.connect(path)) as conn, conn:
         for tier in rows:
             conn.executemany(
-                f"INSERT OR REPLACE INTO node_rollups{tier} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO node_rollups{tier} (project_id, minute, node, {ROLLUP_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [r for t, r in node_rows if t == tier],
             )
             conn.executemany(
-                f"INSERT OR REPLACE INTO edge_rollups{tier} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO edge_rollups{tier} (project_id, minute, source, target, kind,"
+                f" {ROLLUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [r for t, r in edge_rows if t == tier],
             )
     return sum(1 for t, _ in node_rows + edge_rows if t == "")

@@ -68,7 +68,9 @@ class TransactionQuery:
     labels: tuple[tuple[str, str], ...] = ()  # (label key without "label.", value)
     text: str | None = None  # a transaction or trace id, or any indexed value (message id, request id, …)
     limit: int = 50
-    before: tuple[int, bytes] | None = None  # cursor: (start_ns, id) of the last row seen
+    sort: str = "start"  # or "duration"
+    ascending: bool = False  # newest (or longest) first by default
+    before: tuple[int, bytes] | None = None  # cursor: (sort value, id) of the last row seen, in that order
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,17 @@ class SpanStore(Protocol):
         ...
 
     def search_transactions(self, project_id: int, query: TransactionQuery) -> list[Transaction]:
-        """Transactions matching the query, newest first, at most ``query.limit``."""
+        """Transactions matching the query in its sort order (newest first), at most ``query.limit``."""
+        ...
+
+    def graph_minutes(
+        self, project_id: int, start_ns: int, end_ns: int, node: str | None = None, edge: EdgeKey | None = None
+    ) -> list[tuple[int, Rollup]]:
+        """The minute rollups of one node (or edge) overlapping [start, end), oldest first: (minute, rollup)."""
+        ...
+
+    def graph_last_seen(self, project_id: int, start_ns: int, end_ns: int) -> dict[str, int]:
+        """Per node with rollups in the minutes overlapping [start, end): its last such minute."""
         ...
 
     def transaction(self, project_id: int, transaction_id: bytes) -> tuple[Transaction, list[Hop]] | None:

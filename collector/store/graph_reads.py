@@ -13,7 +13,7 @@ from hoptrace.graph.rollup import EdgeKey, Rollup
 from hoptrace.graph.transactions import Transaction
 
 from . import TransactionQuery
-from .graph_sql import COUNTERS, Sql, from_row, load_hops
+from .graph_sql import ROLLUP_COLUMNS, Sql, from_row, load_hops
 
 
 def _transaction(row: Sequence[Any]) -> Transaction:
@@ -51,13 +51,13 @@ def read_rollups(
         if lo >= hi:
             continue
         for row in sql.rows(
-            f"SELECT node, {COUNTERS}, latency, dwell FROM node_rollups{tier}"
+            f"SELECT node, {ROLLUP_COLUMNS} FROM node_rollups{tier}"
             " WHERE project_id = ? AND minute >= ? AND minute < ?",
             [project, lo, hi],
         ):
             nodes.setdefault(row[0], Rollup()).merge(from_row(row[1:]))
         for row in sql.rows(
-            f"SELECT source, target, kind, {COUNTERS}, latency, dwell FROM edge_rollups{tier}"
+            f"SELECT source, target, kind, {ROLLUP_COLUMNS} FROM edge_rollups{tier}"
             " WHERE project_id = ? AND minute >= ? AND minute < ?",
             [project, lo, hi],
         ):
@@ -111,16 +111,49 @@ def search_transactions(sql: Sql, project: int, q: TransactionQuery) -> list[Tra
             )
             args += [raw, project, raw]
         where.append("(" + " OR ".join(options) + ")")
+    column = _SORTS[q.sort]
+    op, order = (">", "ASC") if q.ascending else ("<", "DESC")
     if q.before is not None:
-        where.append("(t.start_ns < ? OR (t.start_ns = ? AND t.id < ?))")
+        where.append(f"({column} {op} ? OR ({column} = ? AND t.id {op} ?))")
         args += [q.before[0], q.before[0], q.before[1]]
     args.append(q.limit)
     rows = sql.rows(
-        f"SELECT {_TXN_COLUMNS} FROM transactions t WHERE {' AND '.join(where)}"
-        " ORDER BY t.start_ns DESC, t.id DESC LIMIT ?",
+        f"SELECT {_TXN_COLUMNS}, {column} FROM transactions t WHERE {' AND '.join(where)}"
+        f" ORDER BY {column} {order}, t.id {order} LIMIT ?",
         args,
     )
-    return [_transaction(r) for r in rows]
+    return [_transaction(r[:-1]) for r in rows]
+
+
+# Sort keys of the transaction search -> column (each with an index by project).
+_SORTS = {"start": "t.start_ns", "duration": "t.duration_ns"}
+
+
+def read_minutes(
+    sql: Sql, project: int, first: int, last: int, node: str | None, edge: EdgeKey | None
+) -> list[tuple[int, Rollup]]:
+    """Minute rows [first, last) of one node or edge, oldest first (minute rows only: per-minute series)."""
+    if node is not None:
+        table, match, key = "node_rollups", "node = ?", [node]
+    elif edge is not None:
+        table, match, key = "edge_rollups", "source = ? AND target = ? AND kind = ?", list(edge)
+    else:
+        return []
+    rows = sql.rows(
+        f"SELECT minute, {ROLLUP_COLUMNS} FROM {table}"
+        f" WHERE project_id = ? AND minute >= ? AND minute < ? AND {match} ORDER BY minute",
+        [project, first, last, *key],
+    )
+    return [(int(r[0]), from_row(r[1:])) for r in rows]
+
+
+def read_last_seen(sql: Sql, project: int, first: int, last: int) -> dict[str, int]:
+    """Per node: the last minute in [first, last) that has a rollup row."""
+    rows = sql.rows(
+        "SELECT node, max(minute) FROM node_rollups WHERE project_id = ? AND minute >= ? AND minute < ? GROUP BY node",
+        [project, first, last],
+    )
+    return {str(node): int(minute) for node, minute in rows}
 
 
 def _hex_id(text: str) -> bytes | None:

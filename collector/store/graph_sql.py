@@ -424,12 +424,12 @@ class _GraphWrite:
         columns = ("minute", *names)
         match = " AND ".join(f"{c} = ?" for c in columns)
         row = self.sql.rows(
-            f"SELECT {COUNTERS}, latency, dwell FROM {table} WHERE project_id = ? AND {match}", [self.project, *key]
+            f"SELECT {ROLLUP_COLUMNS} FROM {table} WHERE project_id = ? AND {match}", [self.project, *key]
         )
         merged = from_row(row[0]).merge(rollup) if row else rollup
         self.sql.run(
-            f"INSERT INTO {table} (project_id, {', '.join(columns)}, {COUNTERS}, latency, dwell)"
-            f" VALUES ({_marks(len(columns) + 9)})"
+            f"INSERT INTO {table} (project_id, {', '.join(columns)}, {ROLLUP_COLUMNS})"
+            f" VALUES ({_marks(len(columns) + 11)})"
             f" ON CONFLICT (project_id, {', '.join(columns)}) DO UPDATE SET {_SET}",
             [self.project, *key, *to_row(merged)],
         )
@@ -479,17 +479,18 @@ _TXN_SET = ", ".join(
     f"{c} = excluded.{c}" for c in ("start_ns", "end_ns", "duration_ns", "errors", "incomplete", "hops", "summary")
 )
 COUNTERS = "count, errors, throttles, ok, client_errors, faults"
-_SET = ", ".join(
-    f"{c} = excluded.{c}" for c in ("count", "errors", "throttles", "ok", "client_errors", "faults", "latency", "dwell")
-)
+# Every value column of a rollup row, in ``to_row`` order (cold_starts, timeouts: migration 5).
+ROLLUP_COLUMNS = f"{COUNTERS}, latency, dwell, cold_starts, timeouts"
+_SET = ", ".join(f"{c} = excluded.{c}" for c in ROLLUP_COLUMNS.split(", "))
 
 
 def to_row(r: Rollup) -> tuple[Any, ...]:
-    return (*r.counters(), r.latency.to_bytes(), r.dwell.to_bytes())
+    return (*r.counters(), r.latency.to_bytes(), r.dwell.to_bytes(), r.cold_starts, r.timeouts)
 
 
-def from_row(row: tuple[Any, ...]) -> Rollup:
-    return Rollup.from_row(tuple(row[:6]), bytes(row[6]), bytes(row[7]))
+def from_row(row: Sequence[Any]) -> Rollup:
+    """A rollup from its value columns (``ROLLUP_COLUMNS``, or the first eight of them)."""
+    return Rollup.from_row(tuple(row[:6]), bytes(row[6]), bytes(row[7]), *row[8:10])
 
 
 def load_facts(sql: Sql, project: int, traces: Sequence[bytes], fill: bool = True) -> dict[bytes, TraceFacts]:
@@ -537,8 +538,8 @@ def backfill_hourly(sql: Sql) -> None:
             key = (row[0], int(row[1]) // 60 * 60, *row[2 : 2 + len(names)])
             hours.setdefault(key, Rollup()).merge(from_row(row[2 + len(names) :]))
         columns = ", ".join(("project_id", "minute", *names))
-        sql.run_many(
+        sql.run_many(  # the columns of migration 4's time (later ones start at their defaults)
             f"INSERT INTO {kind}_rollups_hourly ({columns}, {COUNTERS}, latency, dwell)"
             f" VALUES ({_marks(len(names) + 10)})",
-            [(*key, *to_row(r)) for key, r in sorted(hours.items())],
+            [(*key, *to_row(r)[:8]) for key, r in sorted(hours.items())],
         )

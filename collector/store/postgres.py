@@ -32,7 +32,7 @@ from hoptrace.graph.transactions import Transaction
 
 from ..otlp import SpanBatch
 from . import GraphPass, Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant, TransactionQuery
-from .graph_reads import read_rollups, read_transaction, search_transactions
+from .graph_reads import read_last_seen, read_minutes, read_rollups, read_transaction, search_transactions
 from .graph_sql import (
     BACKLOG_INSERT,
     GRAPH_STEP_SPANS,
@@ -358,6 +358,16 @@ class PostgresStore:
 
     def search_transactions(self, project_id: int, query: TransactionQuery) -> list[Transaction]:
         return self._read(lambda conn: search_transactions(_Sql(conn), project_id, query))
+
+    def graph_minutes(
+        self, project_id: int, start_ns: int, end_ns: int, node: str | None = None, edge: EdgeKey | None = None
+    ) -> list[tuple[int, Rollup]]:
+        first, last = start_ns // MINUTE_NS, -(-end_ns // MINUTE_NS)
+        return self._read(lambda conn: read_minutes(_Sql(conn), project_id, first, last, node, edge))
+
+    def graph_last_seen(self, project_id: int, start_ns: int, end_ns: int) -> dict[str, int]:
+        first, last = start_ns // MINUTE_NS, -(-end_ns // MINUTE_NS)
+        return self._read(lambda conn: read_last_seen(_Sql(conn), project_id, first, last))
 
     def graph_step(self, max_spans: int = GRAPH_STEP_SPANS) -> int:
         """One pass over the graph's backlog: read and derive on a pooled connection, outside any

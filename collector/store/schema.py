@@ -180,6 +180,15 @@ MIGRATIONS: list[list[str]] = [
         # Hours written before this migration are filled from their minutes by the stores'
         # migrate() (graph_sql.backfill_hourly): merging sketches needs Python, not SQL.
     ],
+    # 5: cold starts and timeouts of function nodes beside the other counters (0 on edges and on
+    # minutes written before), so the functions list and the map read them from rollups too.
+    [
+        f"ALTER TABLE {table} ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0"
+        for table in ("node_rollups", "edge_rollups", "node_rollups_hourly", "edge_rollups_hourly")
+        for column in ("cold_starts", "timeouts")
+    ]
+    # The transaction search sorted by duration, page by page.
+    + ["CREATE INDEX transactions_by_duration ON transactions (project_id, duration_ns)"],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -20,7 +20,7 @@ from hoptrace.graph.transactions import Transaction
 
 from ..otlp import SpanBatch
 from . import GraphPass, Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant, TransactionQuery
-from .graph_reads import read_rollups, read_transaction, search_transactions
+from .graph_reads import read_last_seen, read_minutes, read_rollups, read_transaction, search_transactions
 from .graph_sql import (
     BACKLOG_INSERT,
     GRAPH_STEP_SPANS,
@@ -281,6 +281,16 @@ class SqliteStore:
 
     def search_transactions(self, project_id: int, query: TransactionQuery) -> list[Transaction]:
         return search_transactions(_Sql(self._reader()), project_id, query)
+
+    def graph_minutes(
+        self, project_id: int, start_ns: int, end_ns: int, node: str | None = None, edge: EdgeKey | None = None
+    ) -> list[tuple[int, Rollup]]:
+        first, last = start_ns // MINUTE_NS, -(-end_ns // MINUTE_NS)
+        return read_minutes(_Sql(self._reader()), project_id, first, last, node, edge)
+
+    def graph_last_seen(self, project_id: int, start_ns: int, end_ns: int) -> dict[str, int]:
+        first, last = start_ns // MINUTE_NS, -(-end_ns // MINUTE_NS)
+        return read_last_seen(_Sql(self._reader()), project_id, first, last)
 
     def graph_step(self, max_spans: int = GRAPH_STEP_SPANS) -> int:
         """One pass over the graph's backlog (see ``graph_sql``): read and derive on this thread's

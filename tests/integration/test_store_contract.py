@@ -611,6 +611,45 @@ def test_transaction_search_by_any_member_trace_id_and_cursor_pages(
     assert bad.entry == {"trigger": "other", "name": "SQS.SendMessage", "service": "api"}  # a script, no trigger
 
 
+@pytest.mark.parametrize(
+    "sort, ascending, expected",
+    [("duration", True, ["lost", "ok", "bad"]), ("duration", False, ["bad", "ok", "lost"]),
+     ("start", True, ["ok", "bad", "lost"]), ("start", False, ["lost", "bad", "ok"])],
+)  # fmt: skip
+def test_transaction_search_sorts_by_start_or_duration_and_pages_in_that_order(
+    store: SpanStore, default: int, orders: dict[str, Any], sort: str, ascending: bool, expected: list[str]
+) -> None:
+    seen: list[str] = []
+    before = None
+    while True:
+        page = txns(store, default, sort=sort, ascending=ascending, limit=1, before=before)
+        if not page:
+            break
+        (t,) = page
+        seen.append(t.id)
+        before = (t.start_ns if sort == "start" else t.end_ns - t.start_ns, bytes.fromhex(t.id))
+    assert seen == [orders[name] for name in expected]
+
+
+def test_function_rollups_count_cold_starts_and_timeouts_per_minute(store: SpanStore, default: int) -> None:
+    minute = BASE // (60 * S) * 60 * S
+    cold = sqs_consume("f-1", minute + S, **{"faas.coldstart": True})
+    warm = sqs_consume("f-2", minute + 2 * S, **{"faas.coldstart": False})
+    late = sqs_consume("f-3", minute + 61 * S, **{"hoptrace.faas.timeout": True})
+    store.write([(default, fn_batch([cold, warm, late], "worker"))])
+    nodes, edges = synced(store).graph_window(default, minute, minute + 2 * 60 * S)
+    worker = nodes["function:worker"]
+    assert (worker.count, worker.cold_starts, worker.timeouts) == (3, 1, 1)
+    assert edges[("queue:orders", "function:worker", "deliver")].cold_starts == 0  # nodes only
+    by_minute = store.graph_minutes(default, minute, minute + 2 * 60 * S, node="function:worker")
+    first = minute // (60 * S)
+    assert [(m, r.count, r.cold_starts, r.timeouts) for m, r in by_minute] == [(first, 2, 1, 0), (first + 1, 1, 0, 1)]
+    on_edge = store.graph_minutes(default, minute, minute + 60 * S, edge=("queue:orders", "function:worker", "deliver"))
+    assert [(m, r.count) for m, r in on_edge] == [(first, 2)]
+    assert store.graph_last_seen(default, minute, minute + 2 * 60 * S) == {"function:worker": first + 1}
+    assert store.graph_last_seen(default, minute, minute + 60 * S) == {"function:worker": first}
+
+
 def test_projects_never_join_each_other_hops(store: SpanStore, default: int) -> None:
     other = store.create_project("other")
     send = sqs_send("shared-id", BASE)
@@ -813,9 +852,14 @@ def test_migrating_to_hourly_rollups_fills_them_from_the_minutes(store: SpanStor
         store.write([(project.id, fn_batch([sqs_send(f"m-{i}", hour + i * 20 * 60 * S)], "api"))])
     store.graph_sync()
     store.close()
-    # The database as hoptrace left it before migration 4 (hourly rows did not exist).
+    # The database as hoptrace left it before migration 4 (hourly rows did not exist, nor the
+    # cold start and timeout columns of migration 5).
     statements = ["DROP TABLE node_rollups_hourly", "DROP TABLE edge_rollups_hourly",
                   "DELETE FROM schema_version WHERE version >= 4"]  # fmt: skip
+    statements += [
+        f"ALTER TABLE {t}_rollups DROP COLUMN {c}" for t in ("node", "edge") for c in ("cold_starts", "timeouts")
+    ]
+    statements.append("DROP INDEX transactions_by_duration")
     if store_url.startswith("sqlite:"):
         with closing(sqlite3.connect(store_url[len("sqlite:///") :])) as conn, conn:
             for statement in statements:
