@@ -157,6 +157,14 @@ class _Pool:
             finally:
                 self._give_back(conn)
 
+    def discard_idle(self) -> None:
+        """Close every idle connection: after one died (a server restart or failover cuts them all
+        at once), a retry must not be handed another dead one."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
     def _give_back(self, conn: Connection) -> None:
         healthy = not (conn.closed or conn.broken)
         if healthy and conn.info.transaction_status == pq.TransactionStatus.IDLE:
@@ -223,6 +231,7 @@ class PostgresStore:
                 except psycopg.OperationalError:
                     if attempt == 2 or not conn.broken:
                         raise
+            self._pool.discard_idle()
         raise AssertionError("unreachable")
 
     # -- schema ------------------------------------------------------------------------------
