@@ -61,6 +61,26 @@ THROTTLE_CODES = frozenset(
 )
 
 _CALL_KEY = "hoptrace_call"
+_OwnSpan = spans.Span
+_ROOM = spans.MAX_ATTRIBUTES - 8  # an answer adds at most 6 attributes here
+
+
+def _context_getter() -> Any:
+    """The current context's getter: the API's ContextVar itself when the runtime context is the
+    usual contextvars one (two Python calls fewer per AWS call), else ``get_current``."""
+    try:
+        from opentelemetry import context as api
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+        runtime = api._RUNTIME_CONTEXT
+        if type(runtime) is ContextVarsRuntimeContext:
+            return runtime._current_context.get
+    except Exception:  # pragma: no cover - another API layout: take the public way
+        pass
+    return get_current
+
+
+_current_context = _context_getter()
 _EMPTY: Mapping[str, Any] = {}
 _carriers: dict[str, AwsCarrier | None] = {}
 _installed = False
@@ -87,7 +107,17 @@ def carrier_for(service: str) -> AwsCarrier | None:
 class _Operation:
     """What every call of one operation shares, worked out on its first call."""
 
-    __slots__ = ("carrier", "operation", "service", "service_name", "span_name", "splice")
+    __slots__ = (
+        "attributes",
+        "carrier",
+        "kind",
+        "operation",
+        "respond",
+        "service",
+        "service_name",
+        "span_name",
+        "splice",
+    )
 
     def __init__(self, model: Any) -> None:
         service_model = model.service_model
@@ -98,6 +128,14 @@ class _Operation:
         self.carrier = carrier_for(self.service)
         # A JSON-protocol request body is one JSON object, to which a carrier can add members.
         self.splice = service_model.protocol == "json"
+        # Every span of the operation starts with these (and the region): copied, never changed.
+        self.attributes = {"rpc.system": "aws-api", "rpc.service": self.service_name, "rpc.method": self.operation}
+        self.respond: Any = getattr(self.carrier, "response_attributes", None)
+        # The span kind, when it does not depend on the call's parameters (None: ask per call).
+        self.kind: SpanKind | None = SpanKind.CLIENT
+        if self.carrier is not None:
+            fixed = getattr(self.carrier, "fixed_span_kind", False) is True
+            self.kind = self.carrier.span_kind(self.operation, {}) if fixed else None
 
 
 _operations: dict[Any, _Operation] = {}
@@ -119,26 +157,23 @@ def _before_parameter_build(params: dict[str, Any], model: Any, context: dict[st
         st = setup._state
         if st is None or context is None or _CALL_KEY in context:
             return
-        current = get_current()
+        current = _current_context()
         if current.get(_SUPPRESS_KEY):
             return
         op = _operations.get(model) or _operation(model)
         carrier = op.carrier
-        kind = SpanKind.CLIENT if carrier is None else carrier.span_kind(op.operation, params)
+        kind = op.kind
+        if kind is None:
+            kind = carrier.span_kind(op.operation, params)  # type: ignore[union-attr]  # kind is fixed without a carrier
         region = context.get("client_region")
-        attributes = {
-            "rpc.system": "aws-api",
-            "rpc.service": op.service_name,
-            "rpc.method": op.operation,
-            "cloud.region": region or "",
-        }
+        attributes = op.attributes.copy()
+        attributes["cloud.region"] = region or ""
         tracer = st.tracer
         if type(tracer) is spans.Tracer:
             span = tracer.start_child(current, op.span_name, kind, attributes)
         else:  # the SDK's, when setup fell back to it
             span = tracer.start_span(op.span_name, kind=kind, attributes=attributes)
-        call = AwsCall(op.service, op.operation, params, span, region)
-        context[_CALL_KEY] = call
+        call = context[_CALL_KEY] = AwsCall(op.service, op.operation, params, span, region)
         if st.config.capture_payloads:
             # Before the carrier injects anything: capture what the user asked for.
             from .payload import REQUEST_ATTRIBUTE, capture
@@ -161,15 +196,18 @@ def _before_call(params: dict[str, Any], context: dict[str, Any], **_: Any) -> N
     """Add what the carrier left in ``body_suffix`` to the serialised JSON body (see ``AwsCall``)."""
     try:
         call: AwsCall | None = context.get(_CALL_KEY) if context else None
-        if call is None or call.body_suffix is None:
+        if call is None:
             return
+        suffix = call.body_suffix
+        if suffix is None:
+            return
+        call.body_suffix = None
         body = params.get("body")
-        if isinstance(body, bytes) and len(body) > 2 and body[:1] == b"{" and body[-1:] == b"}":
-            params["body"] = body[:-1] + call.body_suffix + b"}"
+        if type(body) is bytes and len(body) > 2 and body[-1:] == b"}" and body[:1] == b"{":
+            params["body"] = body[:-1] + suffix  # the suffix closes the object
         else:  # not the JSON object the carrier expected: send the call as the user made it
             count("propagation.skipped.serialization")
             call.span.set_attribute("hoptrace.propagation.skipped", "serialization")
-        call.body_suffix = None
     except Exception:
         swallowed("botocore.before_call")
 
@@ -207,18 +245,20 @@ def _after_call(http_response: Any, parsed: Mapping[str, Any], model: Any, conte
                 span.set_attribute("hoptrace.throttled", True)
             span.set_status(Status(StatusCode.ERROR, f"{code}: {error.get('Message', '')}".strip(": ")))
         else:
-            carrier = _carriers.get(call.service)
+            op = _operations.get(model)
+            carrier = op.carrier if op is not None else _carriers.get(call.service)
             if carrier is None:
                 spans.set_many(span, described)
                 return
             try:
-                # A carrier may hand the usual answer's attributes back, to be set with ours at once.
-                quick = getattr(carrier, "response_attributes", None)
-                extra = quick(call, parsed) if quick is not None else None
-                if extra:
-                    described.update(extra)
-                spans.set_many(span, described)
-                if extra is None:
+                # A carrier may add the usual answer's attributes to ours, to be set at once.
+                respond = op.respond if op is not None else getattr(carrier, "response_attributes", None)
+                handled = respond is not None and respond(call, parsed, described)
+                if type(span) is _OwnSpan and span._end_time is None and len(span.attributes) < _ROOM:
+                    span.attributes.update(described)  # set_many, written out
+                else:
+                    spans.set_many(span, described)
+                if not handled:
                     carrier.on_response(call, parsed)
             except Exception as exc:
                 count("internal_errors.carrier")

@@ -236,6 +236,8 @@ def _pick_span_context_factory() -> Any:
     return _span_context_checked
 
 
+_new_tuple: Any = tuple.__new__
+_random_bits = random.getrandbits
 _span_context = _pick_span_context_factory()
 # SpanContext is the tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid):
 # hot paths may read it by position instead of through its properties.
@@ -421,7 +423,11 @@ class Span(trace.Span):
 def set_many(span: trace.Span, attributes: dict[str, Any]) -> None:
     """Set hoptrace's own attributes (valid by construction) on any span, cheaply on ours."""
     if type(span) is Span:
-        span.update_trusted(attributes)
+        # update_trusted written out: this runs several times per AWS call.
+        if span._end_time is None and len(span.attributes) + len(attributes) <= MAX_ATTRIBUTES:
+            span.attributes.update(attributes)
+        else:
+            span.update_trusted(attributes)
     else:
         span.set_attributes(attributes)
 
@@ -470,7 +476,8 @@ class Tracer(trace.Tracer):
             parent = parent_span.context
             span = Span(
                 name,
-                _span_context_direct(parent[0], random.getrandbits(64) or 1, parent[4]),
+                # _span_context_direct, written out
+                _new_tuple(SpanContext, (parent[0], _random_bits(64) or 1, False, _SAMPLED, parent[4], True)),
                 parent,
                 kind,
                 attributes,

@@ -180,7 +180,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
         if splicing["on"] and extra:
             members = splicing.get("members")
             if members is None:  # formatted once: hoptrace formats its members in its own hooks
-                members = splicing["members"] = b", " + json.dumps(extra)[1:-1].encode()
+                members = splicing["members"] = b"," + json.dumps(extra, separators=(",", ":"))[1:-1].encode()
             params["body"] = params["body"][:-1] + members + b"}"
 
     if cfg["variant"] == "hoptrace":

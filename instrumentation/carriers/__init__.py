@@ -5,8 +5,10 @@ One module per carrier, each with the same shape (DESIGN §3–4):
 - producer side, for an AWS service, an object with ``on_request(call)`` (inject context into
   the outgoing parameters, describe the call on its span) and ``on_response(call, parsed)``
   (record the pointers the response gives, e.g. message ids); optionally
-  ``response_attributes(call, parsed)``, the usual answer's attributes as a dict for the hook to
-  set with its own in one update (``on_response`` is then not called; None means "call it");
+  ``response_attributes(call, parsed, into)``, which adds the usual answer's attributes to the
+  hook's own dict ``into``, set in one update, and returns True (``on_response`` is then not
+  called; False means "call it"); and ``fixed_span_kind = True`` when ``span_kind`` depends on
+  the operation alone, so the hooks ask it once per operation instead of once per call;
 - consumer side, ``extract(record) -> RecordContext``: the producer's context found in one
   record of a Lambda event, and the same pointers seen from the receiving end.
 
@@ -59,6 +61,7 @@ class AwsCall:
         # Set by the botocore hooks when the request is serialised as a JSON object: a carrier may
         # then add top-level members to the serialised body (``body_suffix``) instead of to
         # ``params``, which spares botocore validating and serialising them (most of the cost).
+        # The suffix replaces the body's closing "}", so it ends with one: b', "A": 1}'.
         self.may_splice = False
         self.body_suffix: bytes | None = None
 

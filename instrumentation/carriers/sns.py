@@ -283,6 +283,8 @@ def extract(record: Mapping[str, Any]) -> RecordContext:
 class SnsCarrier:
     """Producer side of SNS: Publish and PublishBatch carry context; their message ids are pointers."""
 
+    fixed_span_kind = True  # span_kind reads the operation only: the hooks ask once per operation
+
     def span_kind(self, operation: str, params: Mapping[str, Any]) -> SpanKind:
         return SpanKind.PRODUCER if operation in _SENDS else SpanKind.CLIENT
 

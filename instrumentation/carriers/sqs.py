@@ -22,7 +22,8 @@ from typing import Any, NamedTuple
 
 from opentelemetry.trace import Span, SpanKind
 
-from ..spans import CONTEXT_IS_TUPLE, EMPTY_TRACE_STATE, set_many
+from ..spans import CONTEXT_IS_TUPLE, EMPTY_TRACE_STATE, MAX_ATTRIBUTES, set_many
+from ..spans import Span as OwnSpan
 from . import POINTERS, AwsCall, RecordContext, add_pointers, inject_entries, xray
 from .sns import (
     CARRIER_USED,
@@ -81,6 +82,22 @@ def queue_name(url: Any) -> str | None:
 
 
 _NO_ATTRIBUTES: Mapping[str, Any] = {}
+_sends: dict[str, dict[str, Any]] = {}  # queue URL -> a send's messaging attributes (read-only)
+
+
+def _send_attributes(url: Any) -> dict[str, Any]:
+    """The messaging attributes of a send to ``url``, worked out once per queue URL."""
+    sent = {"messaging.system": SYSTEM, "messaging.operation.type": "send"}
+    queue = queue_name(url)
+    if queue:
+        sent["messaging.destination.name"] = queue
+    if isinstance(url, str):
+        if len(_sends) >= 256:
+            _sends.clear()
+        _sends[url] = sent
+    return sent
+
+
 _queue_names: dict[str, str] = {}  # a function sends to a few queues, many times
 
 
@@ -128,9 +145,11 @@ def json_members(span: Span, body: Any) -> tuple[bytes | None, str | None]:
     Only for a message with neither kind of attributes of its own (the common case): the
     members are then new, so they can be written without parsing the body, and the rules of
     ``inject`` reduce to the size check of ``with_w3c``. Written out rather than built from
-    ``_Outgoing``: it runs on every message sent.
+    ``_Outgoing``: it runs on every message sent. Everything but the span id is the same for
+    every send of one trace, so it is formatted once per trace (``_members_template``) and each
+    send fills in its span id with one ``bytes %``.
     """
-    ctx = span.get_span_context()
+    ctx = span.context if type(span) is OwnSpan else span.get_span_context()
     if CONTEXT_IS_TUPLE:  # the SpanContext's fields by position: no property calls on this path
         trace_id, span_id, flags, state, valid = ctx[0], ctx[1], ctx[3], ctx[4], ctx[5]
     else:  # pragma: no cover - an API that lays SpanContext out otherwise
@@ -143,26 +162,59 @@ def json_members(span: Span, body: Any) -> tuple[bytes | None, str | None]:
         )
     if not valid:
         return None, None
-    trace_hex, span_hex = f"{trace_id:032x}", f"{span_id:016x}"
-    members = _SYSTEM_MEMBER % (trace_hex[:8], trace_hex[8:], span_hex, "1" if flags & 1 else "0")
-    tracestate = state.to_header() if state is not EMPTY_TRACE_STATE and len(state) else ""
-    w3c_size = _TRACEPARENT_BYTES + (_TRACESTATE_BYTES + len(tracestate) if tracestate else 0)
-    if text_bytes(body) + w3c_size > MAX_MESSAGE_BYTES:
-        return members.encode("ascii"), SIZE  # with no attributes of the user's, only size can stop W3C
-    members += _TRACEPARENT_MEMBER % (trace_hex, span_hex, int(flags))
+    template = _last_template
+    if template.trace_id != trace_id or template.flags != flags or template.state is not state:
+        template = _members_template(trace_id, flags, state)
+    # Most bodies are far below the limit: their length bounds their UTF-8 size without measuring it.
+    if (type(body) is str and len(body) <= template.safe_chars) or text_bytes(body) <= template.w3c_room:
+        return template.full % (span_id, span_id), None
+    return template.system_only % span_id, SIZE  # with no attributes of the user's, only size can stop W3C
+
+
+class _Template(NamedTuple):
+    """The JSON members of every send in one trace, with ``%016x`` where the span id goes."""
+
+    trace_id: int
+    flags: int
+    state: Any  # the TraceState, compared by identity
+    full: bytes  # AWSTraceHeader and W3C attributes; two span ids
+    system_only: bytes  # AWSTraceHeader alone, for a message too big for W3C; one span id
+    # Both end with the "}" that closes the body (``AwsCall.body_suffix``).
+    w3c_room: int  # the largest body (UTF-8 bytes) that still leaves room for the W3C attributes
+    safe_chars: int  # bodies of at most this many characters fit whatever they hold (4 bytes each at most)
+
+
+def _members_template(trace_id: int, flags: int, state: Any) -> _Template:
+    global _last_template
+    trace_hex = f"{trace_id:032x}"
+    sampled = "1" if flags & 1 else "0"
+    # Literal text becomes part of a %-format: a "%" in it (tracestate may hold one) is doubled.
+    system = _SYSTEM_MEMBER % (trace_hex[:8], trace_hex[8:], "%016x", sampled)
+    tracestate = state.to_header() if state is not EMPTY_TRACE_STATE and state is not None and len(state) else ""
+    full = system + _TRACEPARENT_MEMBER % (trace_hex, "%016x", int(flags))
     if tracestate:
         # tracestate may hold a quote or a backslash: let json escape it.
-        members += _TRACESTATE_MEMBER % json.dumps(tracestate)
-    return (members + "}").encode("ascii"), None
+        full += _TRACESTATE_MEMBER % json.dumps(tracestate).replace("%", "%%")
+    w3c_room = MAX_MESSAGE_BYTES - _TRACEPARENT_BYTES - (_TRACESTATE_BYTES + len(tracestate) if tracestate else 0)
+    full, system = full + "}}", system + "}"
+    template = _Template(
+        trace_id, int(flags), state, full.encode("ascii"), system.encode("ascii"), w3c_room, w3c_room // 4
+    )
+    _last_template = template  # one assignment: another thread sees the old template or this one
+    return template
 
 
-# JSON members for ``json_members``: the same shapes botocore would serialise.
+_last_template = _Template(0, -1, None, b"", b"", 0, 0)  # matches no real trace
+
+
+# JSON members for ``json_members``: the shapes botocore would serialise, without the optional
+# spaces (every byte is hashed for the signature and parsed by SQS).
 _SYSTEM_MEMBER = (
-    ', "MessageSystemAttributes": {"AWSTraceHeader": {"DataType": "String", '
-    '"StringValue": "Root=1-%s-%s;Parent=%s;Sampled=%s"}}'
+    ',"MessageSystemAttributes":{"AWSTraceHeader":{"DataType":"String",'
+    '"StringValue":"Root=1-%s-%s;Parent=%s;Sampled=%s"}}'
 )
-_TRACEPARENT_MEMBER = ', "MessageAttributes": {"traceparent": {"DataType": "String", "StringValue": "00-%s-%s-%02x"}'
-_TRACESTATE_MEMBER = ', "tracestate": {"DataType": "String", "StringValue": %s}'
+_TRACEPARENT_MEMBER = ',"MessageAttributes":{"traceparent":{"DataType":"String","StringValue":"00-%s-%s-%02x"}'
+_TRACESTATE_MEMBER = ',"tracestate":{"DataType":"String","StringValue":%s}'
 # What each W3C attribute counts against the 256 KiB limit: name, data type and value.
 _TRACEPARENT_BYTES = len("traceparent") + len("String") + 55
 _TRACESTATE_BYTES = len("tracestate") + len("String")
@@ -170,6 +222,8 @@ _TRACESTATE_BYTES = len("tracestate") + len("String")
 
 class SqsCarrier:
     """Producer side of SQS: sends carry context per message; responses give pointers."""
+
+    fixed_span_kind = True  # span_kind reads the operation only: the hooks ask once per operation
 
     def span_kind(self, operation: str, params: Mapping[str, Any]) -> SpanKind:
         if operation in _SENDS:
@@ -189,11 +243,14 @@ class SqsCarrier:
         ):
             # The usual send, written out: context goes into the serialised body (see json_members).
             call.body_suffix, reason = json_members(span, params.get("MessageBody"))
-            sent = {"messaging.system": SYSTEM, "messaging.operation.type": "send"}
-            queue = queue_name(params.get("QueueUrl"))
-            if queue:
-                sent["messaging.destination.name"] = queue
-            set_many(span, sent)
+            url = params.get("QueueUrl")
+            sent = _sends.get(url) if type(url) is str else None
+            if sent is None:
+                sent = _send_attributes(url)
+            if type(span) is OwnSpan and span._end_time is None and len(span.attributes) + len(sent) <= MAX_ATTRIBUTES:
+                span.attributes.update(sent)  # set_many, written out
+            else:
+                set_many(span, sent)
             if reason:
                 record_skipped(span, [reason])
             return
@@ -223,20 +280,22 @@ class SqsCarrier:
         if reasons:
             record_skipped(span, reasons)
 
-    def response_attributes(self, call: AwsCall, parsed: Mapping[str, Any]) -> dict[str, Any] | None:
-        """A usual SendMessage answer's attributes, for the hook to set with its own; None: see on_response."""
+    def response_attributes(self, call: AwsCall, parsed: Mapping[str, Any], into: dict[str, Any]) -> bool:
+        """Add a usual SendMessage answer's attributes to ``into`` (the hook's own); False: see on_response."""
         if call.operation != "SendMessage":
-            return None
+            return False
         message_id, md5 = parsed.get("MessageId"), parsed.get("MD5OfMessageBody")
         if (
-            isinstance(message_id, str)
+            type(message_id) is str
             and message_id
-            and isinstance(md5, str)
+            and type(md5) is str
             and md5
             and POINTERS not in (getattr(call.span, "attributes", None) or _NO_ATTRIBUTES)
         ):
-            return {"messaging.message.id": message_id, POINTERS: ("sqs:msg:" + message_id, "md5:" + md5)}
-        return None
+            into["messaging.message.id"] = message_id
+            into[POINTERS] = ("sqs:msg:" + message_id, "md5:" + md5)
+            return True
+        return False
 
     def on_response(self, call: AwsCall, parsed: Mapping[str, Any]) -> None:
         span = call.span

@@ -804,8 +804,38 @@ def test_a_body_that_is_not_a_json_object_is_sent_unchanged(tracing: Tracing) ->
     from hoptrace.instrumentation import botocore_hooks
 
     c = call(tracing, "sqs", "SendMessage", {"QueueUrl": QUEUE_URL, "MessageBody": "x"})
-    c.body_suffix = b', "X": 1'
+    c.body_suffix = b', "X": 1}'
     params = {"body": {"Action": "SendMessage"}}  # the query protocol's form fields
     botocore_hooks._before_call(params=params, context={botocore_hooks._CALL_KEY: c})
     assert params == {"body": {"Action": "SendMessage"}}
     assert attrs(c)[sns.SKIPPED] == "serialization"
+
+
+def test_sends_in_different_traces_each_carry_their_own_trace(tracing: Tracing) -> None:
+    # The members are formatted once per trace: a send in another trace must not reuse them.
+    sent = _SentBodies()
+    parents = [remote(0xABC, 0xDEF), remote(0x123, 0x456), remote(0xABC, 0xDEF, TraceState([("v", "1%x")]))]
+    for parent in parents * 2:
+        with tracing.state.tracer.start_as_current_span(
+            "parent", context=trace.set_span_in_context(NonRecordingSpan(parent))
+        ):
+            sent.client.send_message(QueueUrl=QUEUE_URL, MessageBody="hello")
+    spans = [s for s in tracing.spans() if s.name == "SQS.SendMessage"]
+    assert len(sent.bodies) == len(spans) == 6
+    for body, span, parent in zip(sent.bodies, spans, parents * 2):
+        assert body == expected_by_parameters(tracing, body)
+        traceparent = body["MessageAttributes"]["traceparent"]["StringValue"]
+        assert traceparent == f"00-{parent.trace_id:032x}-{span.context.span_id:016x}-01"
+        assert body["MessageAttributes"].get("tracestate", {}).get("StringValue") == (
+            "v=1%x" if parent.trace_state else None
+        )
+
+
+def test_a_non_ascii_message_near_the_limit_is_measured_in_utf8_bytes(tracing: Tracing) -> None:
+    # 3 UTF-8 bytes per character: short in characters, too big for W3C in bytes.
+    sent = _SentBodies()
+    sent.client.send_message(QueueUrl=QUEUE_URL, MessageBody="€" * (sns.MAX_MESSAGE_BYTES // 3 - 10))
+    sent.client.send_message(QueueUrl=QUEUE_URL, MessageBody="€" * (sns.MAX_MESSAGE_BYTES // 3 - 40))
+    too_big, fits = sent.bodies
+    assert "MessageAttributes" not in too_big and "AWSTraceHeader" in too_big["MessageSystemAttributes"]
+    assert set(fits["MessageAttributes"]) == {"traceparent"} and "AWSTraceHeader" in fits["MessageSystemAttributes"]
