@@ -224,7 +224,9 @@ def _after_call(http_response: Any, parsed: Mapping[str, Any], model: Any, conte
     try:
         status = getattr(http_response, "status_code", None)
         meta = parsed.get("ResponseMetadata") or _EMPTY
-        described: dict[str, Any] = {}
+        # Our own open span, with room for what an answer adds: its attributes are written in place.
+        own = type(span) is _OwnSpan and span._end_time is None and len(span.attributes) < _ROOM
+        described: dict[str, Any] = span.attributes if own else {}  # type: ignore[attr-defined]
         if status is not None:
             described["http.response.status_code"] = int(status)
         request_id = meta.get("RequestId")
@@ -237,7 +239,8 @@ def _after_call(http_response: Any, parsed: Mapping[str, Any], model: Any, conte
         if host and type(host) is str:
             described["server.address"] = host
         if status is not None and status >= 300:
-            spans.set_many(span, described)
+            if not own:
+                spans.set_many(span, described)
             error = parsed.get("Error") or _EMPTY
             code = error.get("Code") or f"HTTP {status}"
             span.set_attribute("error.type", code)
@@ -248,15 +251,14 @@ def _after_call(http_response: Any, parsed: Mapping[str, Any], model: Any, conte
             op = _operations.get(model)
             carrier = op.carrier if op is not None else _carriers.get(call.service)
             if carrier is None:
-                spans.set_many(span, described)
+                if not own:
+                    spans.set_many(span, described)
                 return
             try:
                 # A carrier may add the usual answer's attributes to ours, to be set at once.
                 respond = op.respond if op is not None else getattr(carrier, "response_attributes", None)
                 handled = respond is not None and respond(call, parsed, described)
-                if type(span) is _OwnSpan and span._end_time is None and len(span.attributes) < _ROOM:
-                    span.attributes.update(described)  # set_many, written out
-                else:
+                if not own:
                     spans.set_many(span, described)
                 if not handled:
                     carrier.on_response(call, parsed)

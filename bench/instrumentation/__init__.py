@@ -14,12 +14,13 @@ This module stays light: worker processes import the package too.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
 from bench.measure import Budget, progress
-from bench.report import Report
+from bench.report import Report, Section
 
 SECTIONS = ("coldstart", "aws_call", "flush")
 
@@ -85,20 +86,36 @@ def run(args: argparse.Namespace) -> Report:
             from . import coldstart
 
             # Cold start gets at most about half of what is left, the rest share the remainder.
-            report.sections.append(coldstart.run(cold_runs, endpoint, Budget(budget.left() * 0.5), report.warnings))
+            load = _loadavg()
+            section = coldstart.run(cold_runs, endpoint, Budget(budget.left() * 0.5), report.warnings)
+            report.sections.append(_with_load(section, load))
         if "aws_call" in sections:
             from . import aws_call
 
             modes = ("stub", "moto") if args.aws == "both" else (args.aws,)
             for mode in modes:
-                report.sections.append(aws_call.run(mode, rounds, quick, Budget(budget.left() * 0.5), report.warnings))
+                load = _loadavg()
+                section = aws_call.run(mode, rounds, quick, Budget(budget.left() * 0.5), report.warnings)
+                report.sections.append(_with_load(section, load))
         if "flush" in sections:
             from . import flush
 
-            report.sections.append(flush.run(endpoint, invocations, Budget(budget.left()), report.warnings))
+            load = _loadavg()
+            section = flush.run(endpoint, invocations, Budget(budget.left()), report.warnings)
+            report.sections.append(_with_load(section, load))
         if args.profile:
             from . import profile
 
             report.sections.append(profile.run(sections, endpoint, report.warnings))
     report.config["seconds"] = round(time.monotonic() - started, 1)
     return report
+
+
+def _loadavg() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def _with_load(section: Section, before: str) -> Section:
+    """Note the machine's load around a section: ratios compare across runs, absolute figures less so."""
+    section.notes.append(f"load average (1 min) before / after: {before} / {_loadavg()}")
+    return section
