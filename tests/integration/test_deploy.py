@@ -1,0 +1,176 @@
+"""deploy/: the Lambda layer is built and run from an /opt layout; the container and AWS files are checked statically.
+
+No Docker engine and no AWS account here: the Dockerfile and compose file are parsed and their
+structure asserted, the CloudFormation templates are linted by cfn-lint. Nothing is built or
+deployed from them in these tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.otlp_sink import OtlpSink
+
+ROOT = Path(__file__).parents[2]
+DEPLOY = ROOT / "deploy"
+TRACE_SPAN_ARRIVAL_TIMEOUT = 20
+BUILD_SCRIPT = DEPLOY / "lambda-layer" / "build.py"
+
+
+def _load_layer_builder() -> ModuleType:
+    # deploy/lambda-layer is a folder of scripts, not a package (its name has a hyphen).
+    spec = importlib.util.spec_from_file_location("hoptrace_layer_build", BUILD_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def layer_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("layer") / "hoptrace-layer.zip"
+    done = subprocess.run(
+        [sys.executable, str(BUILD_SCRIPT), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    print(done.stdout.strip())  # the layer's sizes, in the test log (-s or -rA)
+    assert "MiB zipped" in done.stdout and "MiB unzipped" in done.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def opt(layer_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The layer unzipped the way Lambda mounts it, modes kept (zipfile drops them)."""
+    opt = tmp_path_factory.mktemp("opt")
+    with zipfile.ZipFile(layer_zip) as zf:
+        for info in zf.infolist():
+            zf.extract(info, opt)
+            mode = info.external_attr >> 16 & 0o777
+            if mode:
+                (opt / info.filename).chmod(mode)
+    return opt
+
+
+def test_layer_holds_the_instrumentation_and_the_exec_wrapper_at_its_root(layer_zip: Path) -> None:
+    with zipfile.ZipFile(layer_zip) as zf:
+        names = set(zf.namelist())
+        wrapper_mode = zf.getinfo("hoptrace-exec-wrapper").external_attr >> 16 & 0o777
+    assert "python/hoptrace/instrumentation/aws_lambda/wrapper.py" in names
+    assert "python/opentelemetry/trace/__init__.py" in names
+    assert wrapper_mode & 0o111, "the exec wrapper must be executable in the layer"
+
+
+def test_layer_leaves_out_server_code_and_server_dependencies(layer_zip: Path) -> None:
+    with zipfile.ZipFile(layer_zip) as zf:
+        tops = {n.split("/")[1] for n in zf.namelist() if n.startswith("python/") and n.count("/") >= 2}
+        hoptrace_parts = {n.split("/")[2] for n in zf.namelist() if n.startswith("python/hoptrace/")}
+    assert not {"fastapi", "uvicorn", "psycopg", "networkx", "starlette", "grpc", "bin"} & tops, tops
+    assert not {"collector", "graph", "ui"} & hoptrace_parts, hoptrace_parts
+    assert "instrumentation" in hoptrace_parts
+
+
+def test_layer_size_is_reported_and_well_under_lambdas_limit(layer_zip: Path) -> None:
+    builder = _load_layer_builder()
+    with zipfile.ZipFile(layer_zip) as zf:
+        unzipped = sum(i.file_size for i in zf.infolist())
+    assert unzipped < builder.LAMBDA_UNZIPPED_LIMIT // 10  # a tenth of the budget left for the function
+    assert layer_zip.stat().st_size < unzipped
+
+
+HANDLER_SOURCE = """
+def handler(event, context):
+    return {"statusCode": 200, "body": event["item"]}
+"""
+
+# The runtime's part, reduced: import the module named in _HANDLER and call it with a context.
+BOOTSTRAP = """
+import importlib, json, os, sys
+module_name, _, fn = os.environ["_HANDLER"].rpartition(".")
+handler = getattr(importlib.import_module(module_name), fn)
+
+class Context:
+    aws_request_id = "0b1c2d3e-layer-test"
+    function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + function_name
+    memory_limit_in_mb = "128"
+    def get_remaining_time_in_millis(self):
+        return 3000
+
+print(json.dumps(handler({"item": "socks"}, Context())))
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("fastapi", "psycopg", "networkx"))))
+print(json.dumps(sorted({os.path.dirname(m.__file__) for m in (sys.modules["hoptrace"],)})))
+"""
+
+
+def test_layer_traces_a_handler_through_the_exec_wrapper_from_an_opt_layout(opt: Path, tmp_path: Path) -> None:
+    task = tmp_path / "task"  # /var/task: the function's own code, nothing else
+    task.mkdir()
+    (task / "app.py").write_text(HANDLER_SOURCE)
+    with OtlpSink() as sink:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": f"{task}{os.pathsep}{opt / 'python'}",
+            "_HANDLER": "app.handler",
+            "AWS_LAMBDA_FUNCTION_NAME": "layer-check",
+            "AWS_REGION": "us-east-1",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            "OTEL_SERVICE_NAME": "layer-check",
+        }
+        # -S: no site-packages, so nothing of this virtualenv (or the editable hoptrace) is importable.
+        done = subprocess.run(
+            [str(opt / "hoptrace-exec-wrapper"), sys.executable, "-S", "-c", BOOTSTRAP],
+            cwd=task,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert sink.received.wait(TRACE_SPAN_ARRIVAL_TIMEOUT), "no OTLP request reached the sink"
+        spans = sink.spans()
+    result, server_modules, hoptrace_dirs = done.stdout.strip().splitlines()[-3:]
+    assert result == '{"statusCode": 200, "body": "socks"}'
+    assert server_modules == "[]"
+    assert hoptrace_dirs == f'["{opt / "python" / "hoptrace"}"]'
+    assert spans, "the sink was called but decoded no spans"
+    assert any(s.kind == s.SPAN_KIND_SERVER for s in spans), [s.name for s in spans]
+
+
+def test_layer_build_refuses_clearly_when_pip_cannot_resolve(tmp_path: Path) -> None:
+    # A wheel pip cannot read fails the same path as an unresolvable dependency, without
+    # depending on which versions a registry publishes today.
+    bogus = tmp_path / "hoptrace-0.1.0-py3-none-any.whl"
+    bogus.write_bytes(b"not a wheel")
+    out = tmp_path / "layer.zip"
+    done = subprocess.run(
+        [sys.executable, str(BUILD_SCRIPT), "--wheel", str(bogus), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "hoptrace layer build refused: pip could not install hoptrace for Python" in done.stderr
+    assert not out.exists()
+
+
+def test_layer_build_refuses_an_unsupported_python_version(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BUILD_SCRIPT), "--python-version", "2.7", "--out", str(tmp_path / "l.zip")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "unsupported Python version(s) ['2.7']" in done.stderr
