@@ -8,15 +8,21 @@ deployed from them in these tests.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+import yaml
+from dockerfile_parse import DockerfileParser
 
+from hoptrace.collector.cli import build_parser
 from tests.otlp_sink import OtlpSink
 
 ROOT = Path(__file__).parents[2]
@@ -174,3 +180,113 @@ def test_layer_build_refuses_an_unsupported_python_version(tmp_path: Path) -> No
     )
     assert done.returncode == 2
     assert "unsupported Python version(s) ['2.7']" in done.stderr
+
+
+# --- deploy/container: parsed and checked; no Docker engine here, so never built in these tests.
+
+CONTAINER = DEPLOY / "container"
+
+
+def _stages() -> list[list[dict[str, Any]]]:
+    """The Dockerfile's instructions, split into its build stages."""
+    parsed = DockerfileParser(path=str(CONTAINER / "Dockerfile"))
+    stages: list[list[dict[str, Any]]] = []
+    for instruction in parsed.structure:
+        if instruction["instruction"] == "FROM":
+            stages.append([])
+        if stages and instruction["instruction"] != "COMMENT":
+            stages[-1].append(dict(instruction))
+    return stages
+
+
+def _values(stage: list[dict[str, Any]], name: str) -> list[str]:
+    return [i["value"] for i in stage if i["instruction"] == name]
+
+
+def test_dockerfile_builds_the_ui_and_the_wheel_in_their_own_stages() -> None:
+    stages = _stages()
+    assert len(stages) == 3
+    assert _values(stages[0], "FROM")[0].startswith("node:") and _values(stages[0], "FROM")[0].endswith(" AS ui")
+    assert "bash scripts/ensure-ui.sh" in _values(stages[0], "RUN")
+    assert any(v.startswith("--from=ui ") and v.endswith(" ui/dist") for v in _values(stages[1], "COPY"))
+    final_run = " ".join(_values(stages[2], "RUN"))
+    assert "from=wheel" in final_run and "[server,grpc]" in final_run
+    assert not _values(stages[2], "COPY"), "the runtime stage takes only the wheel, by a bind mount"
+
+
+def test_dockerfile_copies_only_files_that_exist_in_the_repository() -> None:
+    for stage in _stages():
+        for value in _values(stage, "COPY"):
+            if value.startswith("--from="):
+                continue
+            *sources, _dest = value.split()
+            for source in sources:
+                assert list(ROOT.glob(source)), f"COPY {source}: no such path in the repository"
+
+
+def test_dockerfile_runtime_is_non_root_exposes_otlp_ports_and_checks_healthz() -> None:
+    final = _stages()[-1]
+    (user,) = _values(final, "USER")
+    assert user.split(":")[0] not in ("root", "0", "")
+    assert set(" ".join(_values(final, "EXPOSE")).split()) == {"4318", "4317"}
+    (healthcheck,) = _values(final, "HEALTHCHECK")
+    assert "/healthz" in healthcheck and "CMD" in healthcheck
+    assert json.loads(_values(final, "ENTRYPOINT")[0]) == ["hoptrace"]
+
+
+def test_dockerfile_default_command_and_environment_are_what_the_cli_accepts() -> None:
+    final = _stages()[-1]
+    command = json.loads(_values(final, "CMD")[0])
+    args = build_parser().parse_args(command)
+    assert args.command == "serve" and args.grpc_port == 4317
+    cli_source = (ROOT / "collector" / "cli.py").read_text()
+    for env in _values(final, "ENV"):
+        for name in re.findall(r"(HOPTRACE_\w+)=", env):
+            assert name in cli_source, f"ENV {name} is not read by the CLI"
+
+
+def test_dockerfile_holds_no_secrets() -> None:
+    text = (CONTAINER / "Dockerfile").read_text()
+    assert not re.search(r"(?i)\b\w*(password|secret|token|api_key)\w*\s*=", text)
+    assert not re.search(r"postgres(ql)?://[^/\s]*:[^@\s]*@", text), "a store URL with a password"
+
+
+def test_dockerignore_excludes_local_state_from_the_build_context() -> None:
+    lines = (CONTAINER / "Dockerfile.dockerignore").read_text().splitlines()
+    assert lines[lines.index("**") :].count("**") == 1  # deny everything first, then re-include
+    for excluded in ("ui/web/node_modules", "ui/dist", "**/__pycache__"):
+        assert excluded in lines
+
+
+def _compose() -> dict[str, Any]:
+    loaded = yaml.safe_load((CONTAINER / "compose.yaml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_compose_runs_the_collector_on_postgresql_15_with_a_volume() -> None:
+    compose = _compose()
+    services = compose["services"]
+    assert set(services) == {"collector", "postgres"}
+    assert services["postgres"]["image"] == "postgres:15"
+    (volume,) = services["postgres"]["volumes"]
+    assert volume.split(":")[0] in compose["volumes"]
+    assert volume.split(":")[1] == "/var/lib/postgresql/data"
+    build = services["collector"]["build"]
+    assert (CONTAINER / build["context"] / build["dockerfile"]).resolve() == (CONTAINER / "Dockerfile").resolve()
+
+
+def test_compose_waits_for_a_healthy_database_and_checks_both_services() -> None:
+    services = _compose()["services"]
+    assert services["collector"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert "/healthz" in " ".join(services["collector"]["healthcheck"]["test"])
+
+
+def test_compose_passes_the_store_url_by_environment_without_a_literal_password() -> None:
+    services = _compose()["services"]
+    store = services["collector"]["environment"]["HOPTRACE_STORE"]
+    assert store.startswith("postgresql://hoptrace:${POSTGRES_PASSWORD}@postgres:5432/")
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    for port in services["collector"]["ports"]:
+        assert port.startswith("127.0.0.1:"), "published on loopback only; a proxy exposes it"
