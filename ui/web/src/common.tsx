@@ -1,7 +1,7 @@
 // Small pieces every view uses. Everything from the API is rendered as text children (Preact
 // escapes them); nothing here ever sets HTML from data.
 import type { ComponentChildren } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { ApiError } from "./api";
 import { show } from "./format";
 import { navigate } from "./router";
@@ -127,15 +127,18 @@ export function HowToSendData(props: { title?: string }) {
 }
 
 export function Drawer(props: { title: string; onClose: () => void; children: ComponentChildren; testid?: string }) {
-  const { onClose } = props;
-  useEffect(() => {
-    // Escape closes the panel wherever the focus is (it does not steal focus from the list).
+  const close = useRef(props.onClose);
+  close.current = props.onClose;
+  // Escape closes the panel wherever the focus is (it does not steal focus from the list). A
+  // layout effect, registered once: the key works from the moment the panel is on screen, and
+  // no re-render leaves a moment without a listener.
+  useLayoutEffect(() => {
     const onKey = (event: KeyboardEvent) => {
-      if (event.key === "Escape") onClose();
+      if (event.key === "Escape") close.current();
     };
     document.addEventListener("keydown", onKey);
     return () => document.removeEventListener("keydown", onKey);
-  }, [onClose]);
+  }, []);
   return (
     <div
       class="drawer"
