@@ -290,3 +290,103 @@ def test_compose_passes_the_store_url_by_environment_without_a_literal_password(
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
     for port in services["collector"]["ports"]:
         assert port.startswith("127.0.0.1:"), "published on loopback only; a proxy exposes it"
+
+
+# --- deploy/aws: linted by cfn-lint (SAM transform included); never deployed here (no AWS account).
+
+AWS = DEPLOY / "aws"
+TEMPLATES = ("collector.yaml", "example-function.yaml")
+# cfn-lint's console script, run with this interpreter (the package has no __main__).
+CFN_LINT = "import sys; from cfnlint.runner import main; sys.argv[0] = 'cfn-lint'; sys.exit(main())"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short tags (!Ref, !Sub, ...) as {"Ref": ...} mappings."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = suffix if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def _template(name: str) -> dict[str, Any]:
+    loaded = yaml.load((AWS / name).read_text(), Loader=_CfnLoader)
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _cfn_lint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", CFN_LINT, *map(str, paths)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cloudformation_templates_pass_cfn_lint() -> None:
+    done = _cfn_lint(*(AWS / name for name in TEMPLATES))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_cfn_lint_checks_the_sam_function_after_its_transform(tmp_path: Path) -> None:
+    # The lint above means something only if it reads SAM resources: a misspelt property must fail.
+    broken = tmp_path / "example-function.yaml"
+    text = (AWS / "example-function.yaml").read_text()
+    assert "      Layers: [!Ref HoptraceLayer]" in text
+    broken.write_text(text.replace("      Layers: [!Ref HoptraceLayer]", "      Layerz: [!Ref HoptraceLayer]"))
+    done = _cfn_lint(broken)
+    assert done.returncode != 0
+    assert "Layerz" in done.stdout
+
+
+def test_collector_template_keeps_the_database_private_and_its_password_in_secrets_manager() -> None:
+    resources = _template("collector.yaml")["Resources"]
+    db = resources["Database"]["Properties"]
+    assert db["PubliclyAccessible"] is False and db["StorageEncrypted"] is True
+    assert db["ManageMasterUserPassword"] is True and "MasterUserPassword" not in db
+    assert resources["DatabaseSubnetGroup"]["Properties"]["SubnetIds"] == {"Ref": "PrivateSubnetIds"}
+    (container,) = resources["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    (secret,) = container["Secrets"]
+    assert secret["Name"] == "PGPASSWORD"
+    assert secret["ValueFrom"]["Fn::Sub"].startswith("${Database.MasterUserSecret.SecretArn}:password")
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["HOPTRACE_STORE"]["Fn::Sub"].startswith("postgresql://hoptrace@")  # user only, no password
+    assert env["HOPTRACE_RETENTION"] == {"Ref": "Retention"}
+    cli_source = (ROOT / "collector" / "cli.py").read_text()
+    assert all(name in cli_source for name in env), "every HOPTRACE_* variable is one the CLI reads"
+    assert container["Image"] == {"Ref": "ImageUri"}
+
+
+def test_collector_template_serves_through_the_load_balancer_only() -> None:
+    template = _template("collector.yaml")
+    assert {"ImageUri", "VpcId", "PrivateSubnetIds", "Retention"} <= set(template["Parameters"])
+    resources = template["Resources"]
+    target = resources["TargetGroup"]["Properties"]
+    assert target["HealthCheckPath"] == "/healthz" and target["Port"] == 4318
+    network = resources["Service"]["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["AssignPublicIp"] == "DISABLED" and network["Subnets"] == {"Ref": "PrivateSubnetIds"}
+    (ingress,) = resources["ServiceSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert ingress["SourceSecurityGroupId"] == {"Ref": "LoadBalancerSecurityGroup"}
+
+
+def test_example_function_uses_the_layer_and_its_exec_wrapper(layer_zip: Path) -> None:
+    template = _template("example-function.yaml")
+    function = template["Resources"]["HelloFunction"]["Properties"]
+    assert function["Layers"] == [{"Ref": "HoptraceLayer"}]
+    variables = function["Environment"]["Variables"]
+    wrapper = variables["AWS_LAMBDA_EXEC_WRAPPER"]
+    assert wrapper.startswith("/opt/")
+    assert wrapper.removeprefix("/opt/") in zipfile.ZipFile(layer_zip).namelist()
+    assert variables["OTEL_EXPORTER_OTLP_ENDPOINT"] == {"Ref": "CollectorEndpoint"}
+    assert variables["OTEL_EXPORTER_OTLP_HEADERS"]["Fn::Sub"].startswith("authorization=Bearer%20{{resolve:")
+    runtime = template["Globals"]["Function"]["Runtime"]
+    assert runtime.removeprefix("python") in _load_layer_builder().SUPPORTED_VERSIONS
