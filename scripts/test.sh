@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== installing hoptrace with the dev extra"
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -m pip install --quiet -e ".[dev]" -c constraints.txt
 
 # System packages and npm modules some tests drive for real (PostgreSQL, the OpenTelemetry JS SDK).
 for need in scripts/ensure-*.sh; do
