@@ -390,3 +390,27 @@ def test_example_function_uses_the_layer_and_its_exec_wrapper(layer_zip: Path) -
     assert variables["OTEL_EXPORTER_OTLP_HEADERS"]["Fn::Sub"].startswith("authorization=Bearer%20{{resolve:")
     runtime = template["Globals"]["Function"]["Runtime"]
     assert runtime.removeprefix("python") in _load_layer_builder().SUPPORTED_VERSIONS
+
+
+def test_layer_for_several_pythons_puts_each_in_its_runtime_folder_with_that_platforms_wheels(tmp_path: Path) -> None:
+    # Not runnable here (other Pythons, another architecture): the zip's layout and wheel tags say it.
+    out = tmp_path / "layer.zip"
+    versions = ["--python-version", "3.12", "--python-version", "3.13"]
+    done = subprocess.run(
+        [sys.executable, str(BUILD_SCRIPT), *versions, "--arch", "arm64", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(Python 3.12, 3.13, arm64)" in done.stdout
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        for version in ("3.12", "3.13"):
+            site = f"python/lib/python{version}/site-packages/"
+            assert f"{site}hoptrace/instrumentation/aws_lambda/wrapper.py" in names
+            (wheel_meta,) = [n for n in names if n.startswith(f"{site}protobuf-") and n.endswith(".dist-info/WHEEL")]
+            assert "manylinux2014_aarch64" in zf.read(wheel_meta).decode()
+    assert "hoptrace-exec-wrapper" in names
+    assert not [n for n in names if n.startswith("python/") and n.count("/") == 2 and n.endswith(".py")]
+    assert not [n for n in names if n.endswith(".pyc")], "bytecode of this Python would be wrong for those"
