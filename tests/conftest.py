@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from hoptrace.instrumentation import setup
+
+# The test command is a gate: the same examples on every run, so a red build names a change, not
+# a roll of the dice. HOPTRACE_FUZZ=random explores new examples (and keeps failures in
+# .hypothesis/ for the next run).
+settings.register_profile("gate", derandomize=True, print_blob=True)
+settings.register_profile("random", print_blob=True)
+settings.load_profile("random" if os.environ.get("HOPTRACE_FUZZ") == "random" else "gate")
 
 REGION = "us-east-1"
 
