@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,3 +108,28 @@ def run_json_child(
 def python_module_args(module: str, payload: Mapping[str, Any]) -> list[str]:
     """Command line running ``python -m module`` with a JSON payload argument, in this interpreter."""
     return [sys.executable, "-m", module, json.dumps(dict(payload))]
+
+
+def free_port() -> int:
+    """A port nothing listens on now, on loopback (servers here never bind elsewhere)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_answers(
+    proc: subprocess.Popen[Any], url: str, what: str, timeout_s: float, log: Path | None = None
+) -> None:
+    """Poll ``url`` until it answers; fail early (with the log's tail) if the child exits first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            tail = "\n" + log.read_text(errors="replace")[-2000:] if log is not None else ""
+            raise RuntimeError(f"{what} exited with {proc.returncode} before answering{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=2.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not answer on {url} within {timeout_s:.0f}s") from None
+            time.sleep(0.1)

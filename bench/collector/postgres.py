@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+
+from bench.measure import free_port
 
 SUPERUSER = "postgres"
 _HBA = f"""\
@@ -56,12 +57,6 @@ def _run(cmd: list[str], what: str, timeout_s: float = 300) -> None:
         raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def postgres_server(keep_in: Path | None = None) -> Iterator[str]:
     """A running server; yields ``postgresql://postgres@127.0.0.1:PORT/postgres``.
@@ -75,7 +70,7 @@ def postgres_server(keep_in: Path | None = None) -> Iterator[str]:
     _own(work)
     data, sockets = work / "data", Path(tempfile.mkdtemp(prefix="hoptrace-bench-pgsock-", dir="/tmp"))
     _own(sockets)
-    port = _free_port()
+    port = free_port()
     try:
         if not (data / "PG_VERSION").exists():
             _run([str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",

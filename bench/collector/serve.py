@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.measure import REPO_ROOT, child_env
+from bench.measure import REPO_ROOT, child_env, free_port, wait_until_answers
 from bench.report import OUT_DIR
 
 LOG_DIR = OUT_DIR / "collector"
@@ -39,17 +36,11 @@ class Served:
         return float("nan")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def collector(store_url: str, name: str, *extra: str, start_timeout_s: float = 120.0) -> Iterator[Served]:
     """Start ``hoptrace serve --store URL`` on 127.0.0.1; stopped with SIGTERM (it drains) afterwards."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     log = LOG_DIR / f"serve-{name}.log"
     cmd = [sys.executable, "-m", "hoptrace.collector.cli", "serve", "--store", store_url, "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--log-level", "warning", *extra]
@@ -57,20 +48,7 @@ def collector(store_url: str, name: str, *extra: str, start_timeout_s: float = 1
         proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=child_env(), stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            if proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"hoptrace serve exited with {proc.returncode} before answering:\n{tail}")
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2.0):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"hoptrace serve did not answer on {url} within {start_timeout_s:.0f}s"
-                    ) from None
-                time.sleep(0.1)
+        wait_until_answers(proc, url + "/healthz", "hoptrace serve", start_timeout_s, log)
         yield Served(url, proc.pid, log)
     finally:
         if proc.poll() is None:

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.measure import REPO_ROOT, child_env
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from bench.measure import REPO_ROOT, child_env, free_port, wait_until_answers
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -69,7 +59,7 @@ def _moto_executable() -> str:
 @contextmanager
 def moto_server(start_timeout_s: float = 30.0) -> Iterator[str]:
     """Start ``moto_server`` on a free loopback port; yields its endpoint URL."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [_moto_executable(), "-H", "127.0.0.1", "-p", str(port)],
         cwd=str(REPO_ROOT),
@@ -80,19 +70,7 @@ def moto_server(start_timeout_s: float = 30.0) -> Iterator[str]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {proc.returncode} before answering")
-            try:
-                with urllib.request.urlopen(endpoint + "/moto-api/", timeout=1.0):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"moto_server did not answer on {endpoint} within {start_timeout_s:.0f}s"
-                    ) from None
-                time.sleep(0.1)
+        wait_until_answers(proc, endpoint + "/moto-api/", "moto_server", start_timeout_s)
         yield endpoint
     finally:
         _stop(proc)
