@@ -54,6 +54,21 @@ class SpanQuery:
     before: tuple[int, bytes] | None = None  # cursor: (start_ns, span_id) of the last row seen
 
 
+def pages_by_term(query: SpanQuery) -> bool:
+    """Whether a span search is one keyed term with at most a time window and a cursor: its page
+    is then read off the term index (``span_terms_by_value_start``) in order, newest first, and
+    only that page's spans are fetched, however many spans hold the value."""
+    return (
+        len(query.terms) == 1
+        and query.terms[0][0] is not None
+        and query.service is None
+        and query.name is None
+        and query.status is None
+        and query.min_duration_ns is None
+        and query.max_duration_ns is None
+    )
+
+
 @dataclass(frozen=True)
 class TransactionQuery:
     """Filters of a transaction search (DESIGN §7); every one optional, all combined with AND."""

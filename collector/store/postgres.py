@@ -31,7 +31,17 @@ from hoptrace.graph.rollup import MINUTE_NS, EdgeKey, Rollup
 from hoptrace.graph.transactions import Transaction
 
 from ..otlp import SpanBatch
-from . import GraphPass, Project, ServiceSummary, SpanQuery, StoredSpan, StoreError, TokenGrant, TransactionQuery
+from . import (
+    GraphPass,
+    Project,
+    ServiceSummary,
+    SpanQuery,
+    StoredSpan,
+    StoreError,
+    TokenGrant,
+    TransactionQuery,
+    pages_by_term,
+)
 from .graph_reads import read_last_seen, read_minutes, read_rollups, read_transaction, search_transactions
 from .graph_sql import (
     BACKLOG_INSERT,
@@ -494,6 +504,8 @@ def _param(value: Any) -> Any:
 
 def _search_sql(project_id: int, query: SpanQuery) -> tuple[str, list[Any]]:
     """The search as SQL: term filters as joins on the term index, the rest on the span indexes."""
+    if pages_by_term(query):
+        return _search_by_term_sql(project_id, query)
     joins = ""
     args: list[Any] = []
     for i, (key, value) in enumerate(query.terms):
@@ -528,6 +540,32 @@ def _search_sql(project_id: int, query: SpanQuery) -> tuple[str, list[Any]]:
         f" WHERE {' AND '.join(where)} ORDER BY s.start_ns DESC, s.span_id DESC LIMIT %s"
     )
     args.append(query.limit)
+    return sql, args
+
+
+def _search_by_term_sql(project_id: int, query: SpanQuery) -> tuple[str, list[Any]]:
+    """One keyed term and at most a time window: the page comes off span_terms_by_value_start in
+    order and only its spans are fetched (``pages_by_term``)."""
+    ((key, value),) = query.terms
+    where = ["project_id = %s", "value = %s", "key = %s"]
+    args: list[Any] = [project_id, _text(value), _text(key or "")]
+    if query.start_ns is not None:
+        where.append("start_ns >= %s")
+        args.append(query.start_ns)
+    if query.end_ns is not None:
+        where.append("start_ns < %s")
+        args.append(query.end_ns)
+    if query.before is not None:
+        where.append("start_ns <= %s AND (start_ns < %s OR span_id < %s)")
+        args += [query.before[0], query.before[0], query.before[1]]
+    sql = (
+        f"SELECT {_SPAN_COLUMNS}, r.data FROM"
+        f" (SELECT DISTINCT trace_id, span_id, start_ns FROM span_terms WHERE {' AND '.join(where)}"
+        " ORDER BY start_ns DESC, span_id DESC, trace_id DESC LIMIT %s) t"
+        " JOIN spans s ON s.project_id = %s AND s.trace_id = t.trace_id AND s.span_id = t.span_id"
+        f" AND s.start_ns = t.start_ns{_FROM_SPANS} ORDER BY s.start_ns DESC, s.span_id DESC LIMIT %s"
+    )
+    args += [query.limit, project_id, query.limit]
     return sql, args
 
 

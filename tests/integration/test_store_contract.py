@@ -272,6 +272,68 @@ def test_cursor_pagination_walks_every_span_once_in_order(store: SpanStore, defa
     assert seen == expected
 
 
+def _tiered(store: SpanStore, default: int) -> list[Span]:
+    """40 spans in 4 batches, ties on start time, every one labelled tier=gold or tier=silver
+    (a value many spans hold), a few of them also order_id=o-7."""
+    spans = []
+    for i in range(40):
+        labels = {"hoptrace.label.tier": "gold" if i % 3 else "silver"}
+        if i % 7 == 0:
+            labels["hoptrace.label.order_id"] = "o-7"
+        spans.append(span(f"op{i}", start_ns=BASE + (i // 4) * MS, attributes=labels))
+    for first in range(0, 40, 10):
+        store.write([(default, batch(spans[first : first + 10], service=f"svc{first // 20}"))])
+    return spans
+
+
+def _newest_first(spans: list[Span]) -> list[tuple[int, bytes]]:
+    return sorted(((s.start_time_unix_nano, s.span_id) for s in spans), reverse=True)
+
+
+def _label(s: Span, key: str) -> str | None:
+    return next((kv.value.string_value for kv in s.attributes if kv.key == "hoptrace.label." + key), None)
+
+
+def test_label_search_pages_walk_every_matching_span_once_newest_first(store: SpanStore, default: int) -> None:
+    spans = _tiered(store, default)
+    gold = [s for s in spans if _label(s, "tier") == "gold"]
+    seen: list[tuple[int, bytes]] = []
+    before = None
+    for _ in range(20):
+        page = store.search_spans(default, SpanQuery(terms=(("label.tier", "gold"),), limit=6, before=before))
+        seen += [(s.start_ns, s.span_id) for s in page]
+        if len(page) < 6:
+            break
+        before = (page[-1].start_ns, page[-1].span_id)
+    assert seen == _newest_first(gold)
+
+
+def test_label_search_in_a_time_window_and_with_other_filters(store: SpanStore, default: int) -> None:
+    spans = _tiered(store, default)
+    lo, hi = BASE + 2 * MS, BASE + 7 * MS
+    window = SpanQuery(terms=(("label.tier", "silver"),), start_ns=lo, end_ns=hi)
+    expected = [s for s in spans if _label(s, "tier") == "silver" and lo <= s.start_time_unix_nano < hi]
+    assert [(s.start_ns, s.span_id) for s in store.search_spans(default, window)] == _newest_first(expected)
+    # Filters on the span itself still apply (the page is then not read off the term index alone).
+    svc1 = SpanQuery(terms=(("label.tier", "gold"),), service="svc1", limit=5)
+    expected = [s for s in spans[20:] if _label(s, "tier") == "gold"]
+    assert [(s.start_ns, s.span_id) for s in store.search_spans(default, svc1)] == _newest_first(expected)[:5]
+    both = SpanQuery(terms=(("label.tier", "silver"), ("label.order_id", "o-7")))
+    expected = [s for s in spans if _label(s, "tier") == "silver" and _label(s, "order_id") == "o-7"]
+    assert [(s.start_ns, s.span_id) for s in store.search_spans(default, both)] == _newest_first(expected)
+    assert store.search_spans(default, SpanQuery(terms=(("label.tier", "bronze"),))) == []
+    assert store.search_spans(default, SpanQuery(terms=(("label.order_id", "gold"),))) == []
+
+
+def test_label_search_shows_each_span_row_of_a_resent_batch_once(store: SpanStore, default: int) -> None:
+    s = span("twice", start_ns=BASE, attributes={"hoptrace.label.tier": "gold"})
+    t = span("once", start_ns=BASE + MS, attributes={"hoptrace.label.tier": "gold"})
+    store.write([(default, batch([s]))])
+    store.write([(default, batch([s])), (default, batch([t]))])  # the first batch sent again
+    found = store.search_spans(default, SpanQuery(terms=(("label.tier", "gold"),)))
+    assert [x.name for x in found] == ["once", "twice", "twice"]  # two stored rows of it, as without a label
+
+
 # -- projects and tokens ---------------------------------------------------------------------
 
 
@@ -861,6 +923,9 @@ def test_migrating_to_hourly_rollups_fills_them_from_the_minutes(store: SpanStor
         f"ALTER TABLE {t}_rollups DROP COLUMN {c}" for t in ("node", "edge") for c in ("cold_starts", "timeouts")
     ]
     statements.append("DROP INDEX transactions_by_duration")
+    # … nor the term index of migration 6.
+    statements += ["DROP INDEX span_terms_by_value_start",
+                   "CREATE INDEX span_terms_by_value ON span_terms (project_id, value, key)"]  # fmt: skip
     if store_url.startswith("sqlite:"):
         with closing(sqlite3.connect(store_url[len("sqlite:///") :])) as conn, conn:
             for statement in statements:
