@@ -165,3 +165,166 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
     return obj
+
+
+# -- the results of every group, merged: bench/out/results.json and bench/out/RESULTS.md ---------------
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "RESULTS.md"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures ran on, and how busy it was: CPU model, cores, RAM, OS, Python, load, date."""
+    import os
+
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gib = math.nan
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gib = int(line.split()[1]) / 1024**2
+                break
+    except OSError:
+        pass
+    os_name = platform.platform()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = f"{line.split('=', 1)[1].strip().strip(chr(34))} ({platform.system()} {platform.release()})"
+                break
+    except OSError:
+        pass
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = []
+    return {
+        "cpu_model": cpu_model or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "ram_gib": round(ram_gib, 1),
+        "os": os_name,
+        "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
+        "load_average": load,  # 1, 5 and 15 minutes
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    load = " / ".join(f"{x:.2f}" for x in m.get("load_average", []))
+    return (
+        f"{m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, {m.get('ram_gib', '?')} GiB RAM; {m.get('os', '?')}; "
+        f"{m.get('python', '?')}; load average (1/5/15 min) {load or 'n/a'}; {m.get('date', '?')}"
+    )
+
+
+def report_from_json(data: dict[str, Any]) -> Report:
+    """A group's report read back from its JSON (to render the merged results again)."""
+    row_fields = set(Row.__dataclass_fields__)
+
+    def row(r: dict[str, Any]) -> Row:
+        kwargs: dict[str, Any] = {k: v for k, v in r.items() if k in row_fields}
+        for k in ("baseline", "value"):  # NaN was written as null
+            kwargs[k] = math.nan if kwargs.get(k) is None else kwargs[k]
+        return Row(**kwargs)
+
+    sections = [
+        Section(
+            title=s.get("title", ""),
+            method=s.get("method", ""),
+            rows=[row(r) for r in s.get("rows", [])],
+            notes=list(s.get("notes", [])),
+            details=list(s.get("details", [])),
+        )
+        for s in data.get("sections", [])
+    ]
+    return Report(
+        group=data.get("group", "?"),
+        sections=sections,
+        warnings=list(data.get("warnings", [])),
+        config=dict(data.get("config", {})),
+        environment=dict(data.get("environment", {})),
+    )
+
+
+def merge_results(
+    report: Report, out_dir: Path = OUT_DIR, *, started: dict[str, Any] | None = None, order: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Put one group's report into ``results.json`` (other groups' results stay) and render ``RESULTS.md``.
+
+    A run of some groups thus updates their entries only: the file always holds the latest result
+    of every group, each with its own machine description, load and date (``started``: the
+    machine when the group began; the load at its end is added).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RESULTS_JSON
+    results = load_results(path)
+    entry = _clean(report.as_json())
+    entry["machine"] = started if started is not None else machine()
+    entry["load_average_after"] = machine()["load_average"]
+    results["groups"][report.group] = entry
+    results["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results["machine"] = machine()
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str, allow_nan=False) + "\n")
+    tmp.replace(path)
+    (out_dir / RESULTS_MD).write_text(results_markdown(results, order))
+    return results
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """The merged results so far; a file that is not ours (or is broken) is kept aside, not overwritten."""
+    empty: dict[str, Any] = {"groups": {}}
+    if not path.exists():
+        return empty
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("groups"), dict):
+        path.replace(path.with_suffix(f".broken-{int(time.time())}.json"))
+        return empty
+    return data
+
+
+def results_markdown(results: dict[str, Any], order: tuple[str, ...] = ()) -> str:
+    """Every group's table with its baselines, each headed by when, where and under what load it ran."""
+    groups: dict[str, Any] = results.get("groups", {})
+    names = [g for g in order if g in groups] + sorted(g for g in groups if g not in order)
+    lines = [
+        "# hoptrace benchmark results",
+        "",
+        "Made by `python -m bench` (see `bench/README.md`). Every figure stands beside a baseline measured in "
+        "the same run on the same machine: read the ratios; absolute figures move with the machine and its load.",
+        "",
+        f"Last updated {results.get('updated_at', '?')}; machine: {machine_line(results.get('machine', {}))}.",
+        "",
+        "| group | measured | mode | load average before → after (1 min) | goals met |",
+        "|---|---|---|---|--:|",
+    ]
+    for name in names:
+        g = groups[name]
+        m = g.get("machine", {})
+        load_before = (m.get("load_average") or ["?"])[0]
+        load_after = (g.get("load_average_after") or ["?"])[0]
+        rows = [r for s in g.get("sections", []) for r in s.get("rows", [])]
+        goals = [r for r in rows if r.get("met") is not None]
+        met = sum(1 for r in goals if r.get("met"))
+        failed = any(str(w).startswith("FAILED") for w in g.get("warnings", []))
+        mode = "quick (smoke test)" if g.get("config", {}).get("quick") else "full"
+        lines.append(
+            f"| [{name}](#{name}) | {m.get('date', '?')} | {mode}{', **FAILED parts**' if failed else ''} "
+            f"| {load_before} → {load_after} | {met} of {len(goals)} |"
+        )
+    lines.append("")
+    for name in names:
+        g = groups[name]
+        rendered = report_from_json(g).markdown().splitlines()
+        lines += [rendered[0], "", f"Machine: {machine_line(g.get('machine', {}))}.", "", *rendered[1:]]
+    return "\n".join(lines).rstrip() + "\n"
