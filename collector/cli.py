@@ -1,4 +1,4 @@
-"""The ``hoptrace`` command: ``serve`` the collector, manage ``project``s, ``bench populate`` a store.
+"""The ``hoptrace`` command: ``serve`` the collector, manage ``project``s, ``bench populate`` a store, ``bench run``.
 
 Start-up problems (bad store URL, unreachable database, port in use, open access on a public
 address) end with one clear line and exit status 2, not a traceback.
@@ -258,7 +258,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run (same --spans and --seed): skip the traces the project holds",
     )
     pop.set_defaults(func=bench_populate)
+    run = bsub.add_parser(
+        "run",
+        help="run the benchmark suite (python -m bench; needs a source checkout)",
+        description="The same as `python -m bench ARGS` in the repository this hoptrace is installed from "
+        "(editable install): e.g. `hoptrace bench run all --quick`. Options after `run` go to it as they are.",
+    )
+    run.add_argument("bench_args", nargs=argparse.REMAINDER, help="groups and options of python -m bench")
+    run.set_defaults(func=bench_run)
     return parser
+
+
+def bench_run(args: argparse.Namespace) -> int:
+    """``python -m bench`` from the checkout: the benchmarks are not part of the installed package."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bench" / "__main__.py").is_file():
+        print("hoptrace: `bench run` needs a source checkout (pip install -e '.[bench]'): the benchmarks are not "
+              "part of the installed package", file=sys.stderr)  # fmt: skip
+        return 2
+    return subprocess.run([sys.executable, "-m", "bench", *args.bench_args], cwd=root, check=False).returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -111,3 +111,12 @@ def test_unknown_group_is_refused_with_the_list() -> None:
     done = bench("nosuchgroup", timeout=60)
     assert done.returncode == 2
     assert "unknown group(s) nosuchgroup" in done.stderr and "phoenix" in done.stderr and "overload" in done.stderr
+
+
+def test_hoptrace_bench_run_is_python_m_bench_in_the_checkout() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hoptrace.collector.cli", "bench", "run", "nosuchgroup", "--quick"],
+        capture_output=True, text=True, timeout=60, cwd="/",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "usage: python -m bench" in done.stderr and "unknown group(s) nosuchgroup" in done.stderr
