@@ -126,7 +126,7 @@ def keys(span: GraphSpan, v: naming.View | None = None) -> list[HopKey]:
     add = found.append
 
     # Parent/child and links. Database calls never have a server span as their child.
-    if sending_kind and not span.text("db.system", "db.system.name"):
+    if v.parent_key:  # sending_kind and not a database call (``naming.View``)
         add(HopKey(_span_key(span.trace_id, span.span_id), PRODUCER_SIDE, "parent", end))
     if receiving and span.parent_span_id:
         add(HopKey(_span_key(span.trace_id, span.parent_span_id), CONSUMER_SIDE, "parent", end))

@@ -266,6 +266,12 @@ class View(NamedTuple):
     # is counted once per message, on the records, so the batch invocation carries none.
     dwell_edge: str = ""
     source: Node | None = None  # for an invocation: what triggered it (``trigger``)
+    # Precomputed from the fields above, once per shape, for the per-span work of ``derive``:
+    node_id: str = ""  # ``node.id``
+    edge_keys: tuple[tuple[str, str, str, int], ...] = ()  # ``edges`` as (source id, target id, kind, weight)
+    resources: tuple[str, ...] = ()  # ids of the resource nodes on ``edges`` (what a trace's facts list)
+    entry: tuple[str, str, str] = ("", "", "")  # (trigger, name, service) should the span start its trace
+    parent_key: bool = False  # a CLIENT/PRODUCER span (no database call) whose children may be hops
 
 
 # Every attribute (span over resource) the naming functions read: spans that agree on these, and
@@ -332,7 +338,30 @@ def view_uncached(span: GraphSpan) -> View:
     dwell_edge = ""
     if deliver is not None and not (invocation and is_ours(span) and message_count(span) > 1):
         dwell_edge = f"{deliver.source.id}|{deliver.target.id}"
-    return View(me, msg, send, invocation, tuple(found), deliver, health(span), dwell_edge, source)
+    edge_keys = tuple((edge.source.id, edge.target.id, edge.kind, weight) for edge, weight in found)
+    resources: list[str] = []
+    for edge, _ in found:
+        for node in (edge.source, edge.target):
+            if node != me and node.kind not in ("client", "function", "service") and node.id not in resources:
+                resources.append(node.id)
+    started = _trace_entry(span, me, invocation, source)
+    parent_key = span.kind in (CLIENT, PRODUCER) and not span.text("db.system", "db.system.name")
+    return View(
+        me, msg, send, invocation, tuple(found), deliver, health(span), dwell_edge, source, me.id, edge_keys,
+        tuple(resources), started, parent_key,
+    )  # fmt: skip
+
+
+def _trace_entry(span: GraphSpan, me: Node, invocation: bool, source: Node | None) -> tuple[str, str, str]:
+    """How a trace began, should this span be its root: trigger, the route, queue or function
+    that took it, and its service."""
+    trigger = span.text("faas.trigger") or {2: "http", 5: "pubsub"}.get(span.kind, "other")
+    if invocation:
+        named = source is not None and source.kind in ("api", "queue", "topic", "stream", "bus", "schedule")
+        name = source.name if source is not None and named else me.name
+    else:
+        name = span.name
+    return trigger, name, me.name
 
 
 def weighted_edges(span: GraphSpan) -> list[tuple[Edge, int]]:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from . import naming
 from .hops import Hop
-from .sketch import LatencySketch
-from .spans import GraphSpan
+from .sketch import LatencySketch, bucket_of
+from .spans import STATUS_ERROR, GraphSpan
 
 MINUTE_NS = 60 * 10**9
 
@@ -39,10 +39,16 @@ class Rollup:
 
     def add_span(self, span: GraphSpan, n: int = 1, colour: str | None = None) -> None:
         """Count the span ``n`` times (a batch invocation stands for each of its messages)."""
+        self.add(bucket_of(span.duration_ms), n, colour or naming.health(span), span.is_error)
+
+    def add(self, bucket: int | None, n: int, colour: str, error: bool) -> None:
+        """Count a span of latency bucket ``bucket`` (``sketch.bucket_of``) ``n`` times."""
         self.count += n
-        self.errors += n * span.is_error
-        colour = colour or naming.health(span)
-        if colour == "throttled":
+        if error:
+            self.errors += n
+        if colour == "ok":
+            self.ok += n
+        elif colour == "throttled":
             self.throttles += n
         elif colour == "4xx":
             self.client_errors += n
@@ -50,7 +56,7 @@ class Rollup:
             self.faults += n
         else:
             self.ok += n
-        self.latency.add(span.duration_ms, n)
+        self.latency.add_bucket(bucket, n)
 
     def merge(self, other: Rollup) -> Rollup:
         """Add ``other`` into this rollup (in place) and return it."""
@@ -104,22 +110,28 @@ class Rollups:
 
     def add_span(self, span: GraphSpan, v: naming.View | None = None) -> None:
         v = v or naming.view(span)
-        minute = span.start_ns // MINUTE_NS
+        start = span.start_ns
+        minute = start // MINUTE_NS
+        bucket = bucket_of(max(0, span.end_ns - start) / 1e6)  # once for the node and every edge
+        colour, error = v.health, span.status == STATUS_ERROR
         if v.invocation:
-            node_key = (minute, v.node.id)
+            node_key = (minute, v.node_id)
             rollup = self.nodes.get(node_key)
             if rollup is None:
                 rollup = self.nodes[node_key] = Rollup()
-            rollup.add_span(span, 1, v.health)
+            rollup.add(bucket, 1, colour, error)
             attrs = span.attributes
-            rollup.cold_starts += attrs.get("faas.coldstart") is True
-            rollup.timeouts += attrs.get("hoptrace.faas.timeout") is True
-        for edge, weight in v.edges:
-            key = (minute, edge.source.id, edge.target.id, edge.kind)
-            rollup = self.edges.get(key)
+            if attrs.get("faas.coldstart") is True:
+                rollup.cold_starts += 1
+            if attrs.get("hoptrace.faas.timeout") is True:
+                rollup.timeouts += 1
+        edges = self.edges
+        for source, target, kind, weight in v.edge_keys:
+            key = (minute, source, target, kind)
+            rollup = edges.get(key)
             if rollup is None:
-                rollup = self.edges[key] = Rollup()
-            rollup.add_span(span, weight, v.health)
+                rollup = edges[key] = Rollup()
+            rollup.add(bucket, weight, colour, error)
 
     def add_hop(self, hop: Hop) -> None:
         """Queue waiting time: counted on the consumer's deliver edge, in the consumer's minute."""

@@ -40,11 +40,16 @@ class LatencySketch:
         return sketch
 
     def add(self, value: float, n: int = 1) -> None:
-        if value <= MIN_VALUE or math.isnan(value):
+        self.add_bucket(bucket_of(value), n)
+
+    def add_bucket(self, i: int | None, n: int = 1) -> None:
+        """Count ``n`` values of bucket ``i`` (``bucket_of``): one logarithm for a value that
+        goes into several sketches (a span's node and its edges)."""
+        if i is None:
             self.zero += n
         else:
-            i = math.ceil(math.log(value) / _LOG_GAMMA)
-            self.buckets[i] = self.buckets.get(i, 0) + n
+            buckets = self.buckets
+            buckets[i] = buckets.get(i, 0) + n
         self.count += n
 
     def merge(self, other: LatencySketch) -> LatencySketch:
@@ -105,6 +110,13 @@ class LatencySketch:
 
     def __repr__(self) -> str:
         return f"LatencySketch(count={self.count}, p50={self.quantile(0.5)})"
+
+
+def bucket_of(value: float) -> int | None:
+    """The bucket of a value; None for the zero bucket (at or below ``MIN_VALUE``, or NaN)."""
+    if value <= MIN_VALUE or math.isnan(value):
+        return None
+    return math.ceil(math.log(value) / _LOG_GAMMA)
 
 
 def _varint(out: bytearray, value: int) -> None:

@@ -12,16 +12,27 @@ arrive in any order) and the hops among its traces, never from a rescan of spans
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from marshal import dumps, loads
+from typing import Union, cast
 
 from . import naming
 from .hops import PRODUCER_SIDE, Hop, HopKey, keys
-from .spans import GraphSpan
+from .spans import STATUS_ERROR, GraphSpan
 
 SEEN_CAP = 2000  # span ids remembered per trace for counting each span once (bounds the facts' size)
 # A message sent along one of these expects a consumer; a DynamoDB write does not (no stream, maybe).
 _SEND_VIA = frozenset({"message_id", "event_id", "sequence_number", "md5"})
+
+
+_SMALL = 16  # up to this many ids in a group of traces or in ``seen``: a tuple (see ``Group``)
+# ``TraceFacts.packed``: start, end, services, resources, errors, cold starts, retries, sends, entry
+# items, entry start, seen span ids (a tuple, or a frozenset past ``_SMALL``).
+PackedFacts = tuple[
+    int, int, tuple[str, ...], tuple[str, ...], int, int, int, tuple[str, ...], tuple[tuple[str, str], ...], int,
+    Union[tuple[str, ...], frozenset[str]],
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,32 +94,38 @@ class TraceFacts:
 
     def add(self, span: GraphSpan, v: naming.View | None = None, span_keys: list[HopKey] | None = None) -> None:
         v = v or naming.view(span)
+        span_hex = span.span_id.hex()
         if len(self.seen) < SEEN_CAP:
-            self.seen.add(span.span_id.hex())
-        self.start_ns = span.start_ns if not self.start_ns else min(self.start_ns, span.start_ns)
-        self.end_ns = max(self.end_ns, span.end_ns)
-        me = v.node
-        self.services.add(me.name)
-        for edge, _ in v.edges:
-            for node in (edge.source, edge.target):
-                if node != me and node.kind not in ("client", "function", "service"):
-                    self.resources.add(node.id)
-        self.errors += span.is_error
-        self.cold_starts += span.attributes.get("faas.coldstart") is True
+            self.seen.add(span_hex)
+        start, end = span.start_ns, span.end_ns
+        if not self.start_ns or start < self.start_ns:
+            self.start_ns = start
+        if end > self.end_ns:
+            self.end_ns = end
+        self.services.add(v.node.name)
+        if v.resources:
+            self.resources.update(v.resources)
+        if span.status == STATUS_ERROR:
+            self.errors += 1
+        attrs = span.attributes
+        if attrs.get("faas.coldstart") is True:
+            self.cold_starts += 1
         if v.invocation and (
-            span.attributes.get("hoptrace.faas.retry") is True
+            attrs.get("hoptrace.faas.retry") is True
             or (span.number("hoptrace.messaging.receive_count") or 1) > 1
             or (span.number("hoptrace.faas.receive_count") or 1) > 1
         ):
             self.retries += 1
-        span_keys = keys(span, v) if span_keys is None else span_keys
-        if (v.send and v.messaging is not None) or any(
-            k.side == PRODUCER_SIDE and k.via in _SEND_VIA for k in span_keys
-        ):
-            self.sends.add(span.span_id.hex())
-        if span.parent_span_id is None and (not self.entry or span.start_ns < self.entry_ns):
-            self.entry = _entry(span, v)
-            self.entry_ns = span.start_ns
+        if v.send and v.messaging is not None:
+            self.sends.add(span_hex)
+        else:
+            span_keys = keys(span, v) if span_keys is None else span_keys
+            if any(k.side == PRODUCER_SIDE and k.via in _SEND_VIA for k in span_keys):
+                self.sends.add(span_hex)
+        if span.parent_span_id is None and (not self.entry or start < self.entry_ns):
+            trigger, name, service = v.entry
+            self.entry = {"trigger": trigger, "name": name, "service": service}
+            self.entry_ns = start
 
     def merge(self, other: TraceFacts) -> TraceFacts:
         if other.start_ns:
@@ -137,6 +154,21 @@ class TraceFacts:
             separators=(",", ":"),
         )  # fmt: skip
 
+    def packed(self) -> PackedFacts:
+        """These facts as one tuple of ids, numbers and strings: a million of them kept in memory
+        (``Correlator``) are left alone by the cyclic garbage collector, a million sets are not."""
+        seen = self.seen
+        return (
+            self.start_ns, self.end_ns, tuple(self.services), tuple(self.resources), self.errors, self.cold_starts,
+            self.retries, tuple(self.sends), tuple(self.entry.items()), self.entry_ns,
+            tuple(seen) if len(seen) <= _SMALL else frozenset(seen),
+        )  # fmt: skip
+
+    @classmethod
+    def unpacked(cls, p: PackedFacts) -> TraceFacts:
+        """The facts ``packed`` made (new sets: the result may be merged into)."""
+        return cls(p[0], p[1], set(p[2]), set(p[3]), p[4], p[5], p[6], set(p[7]), dict(p[8]), p[9], set(p[10]))
+
     @classmethod
     def from_json(cls, text: str) -> TraceFacts:
         d = json.loads(text)
@@ -145,19 +177,6 @@ class TraceFacts:
             int(d["cold_starts"]), int(d["retries"]), set(d["sends"]), dict(d["entry"]), int(d["entry_ns"]),
             set(d.get("seen", ())),
         )  # fmt: skip
-
-
-def _entry(span: GraphSpan, v: naming.View) -> dict[str, str]:
-    """How a trace began: its trigger and the route, queue or function that took it."""
-    trigger = span.text("faas.trigger") or {2: "http", 5: "pubsub"}.get(span.kind, "other")
-    me = v.node
-    if v.invocation:
-        source = v.source
-        named = source is not None and source.kind in ("api", "queue", "topic", "stream", "bus", "schedule")
-        name = source.name if source is not None and named else me.name
-    else:
-        name = span.name
-    return {"trigger": trigger, "name": name, "service": me.name}
 
 
 @dataclass(frozen=True)
@@ -214,24 +233,62 @@ def summarise(root: bytes, facts: Mapping[bytes, TraceFacts], hops: Iterable[Hop
     )
 
 
+# A group of traces: small ones as ``marshal`` bytes of a tuple (never tracked by the garbage
+# collector), large ones (past ``_SMALL``) as a set.
+Group = Union[bytes, set[bytes]]
+
+
+def _items(group: Group | None) -> Collection[bytes]:
+    if group is None:
+        return ()
+    return group if isinstance(group, set) else cast("tuple[bytes, ...]", loads(group))
+
+
+def _with(group: Group | None, item: bytes) -> Group:
+    """``group`` with ``item`` in it (a set is updated in place)."""
+    if isinstance(group, set):
+        group.add(item)
+        return group
+    items: tuple[bytes, ...] = loads(group) if group is not None else ()
+    if item in items:
+        return cast(bytes, group)
+    return dumps((*items, item)) if len(items) < _SMALL else {*items, item}
+
+
+def _without(group: Group, item: bytes) -> Group:
+    if isinstance(group, set):
+        group.discard(item)
+        return group
+    return dumps(tuple(g for g in loads(group) if g != item))
+
+
 class TransactionIndex:
-    """Membership in memory (tests, benchmarks): the same rules the stores apply in SQL."""
+    """Membership in memory (tests, benchmarks): the same rules the stores apply in SQL.
+
+    Groups of traces are kept as bytes until they grow past a few (see ``Group``): most traces
+    belong to one transaction and hop to one or two others, and a million sets (or a dict of a
+    million tuples) would be walked by every full garbage collection.
+    """
 
     def __init__(self) -> None:
-        self.members: dict[bytes, set[bytes]] = {}  # transaction -> traces
-        self.of_trace: dict[bytes, set[bytes]] = {}  # trace -> transactions
-        self.forward: dict[bytes, set[bytes]] = {}  # trace -> traces it has hops to
+        self.members: dict[bytes, Group] = {}  # transaction -> traces
+        self.of_trace: dict[bytes, Group] = {}  # trace -> transactions
+        self.forward: dict[bytes, Group] = {}  # trace -> traces it has hops to
+
+    def traces_of(self, transaction_id: bytes) -> Collection[bytes]:
+        """The traces of a transaction (none for an unknown one)."""
+        return _items(self.members.get(transaction_id))
 
     def see_trace(self, trace_id: bytes) -> None:
         """A trace with spans: an entry of its own until a hop reaches it."""
         if trace_id not in self.of_trace:
-            self.members[trace_id] = {trace_id}
-            self.of_trace[trace_id] = {trace_id}
+            self.members[trace_id] = self.of_trace[trace_id] = dumps((trace_id,))
 
     def reachable(self, start: bytes) -> set[bytes]:
         seen, todo = {start}, [start]
+        forward = self.forward
         while todo:
-            for nxt in self.forward.get(todo.pop(), ()):
+            for nxt in _items(forward.get(todo.pop())):
                 if nxt not in seen:
                     seen.add(nxt)
                     todo.append(nxt)
@@ -239,15 +296,16 @@ class TransactionIndex:
 
     def add_hop(self, hop: Hop) -> None:
         a, b = hop.from_trace, hop.to_trace
-        if a == b or b in self.forward.get(a, set()):
+        if a == b or b in _items(self.forward.get(a)):
             return
         self.see_trace(a)
         self.see_trace(b)
-        self.forward.setdefault(a, set()).add(b)
-        change = plan_hop(a, b, self.of_trace[a], self.reachable(b), b in self.members)
+        self.forward[a] = _with(self.forward.get(a), b)
+        members, of_trace = self.members, self.of_trace
+        change = plan_hop(a, b, _items(of_trace[a]), self.reachable(b), b in members)
         for txn, trace in change.add:
-            self.members[txn].add(trace)
-            self.of_trace[trace].add(txn)
+            members[txn] = _with(members[txn], trace)
+            of_trace[trace] = _with(of_trace[trace], txn)
         if change.drop is not None:
-            for trace in self.members.pop(change.drop):
-                self.of_trace[trace].discard(change.drop)
+            for trace in _items(members.pop(change.drop)):
+                of_trace[trace] = _without(of_trace[trace], change.drop)
