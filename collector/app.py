@@ -14,6 +14,7 @@ from fastapi import FastAPI, HTTPException, Request
 
 from . import auth
 from .config import CollectorConfig
+from .notify import IssuePass, Notifier, NotifyConfig
 from .store import SpanStore, open_store
 from .writer import SpanWriter
 
@@ -29,12 +30,19 @@ class Collector:
         self.store = store or open_store(config.store_url)
         self.store.migrate()
         self.writer = SpanWriter(self.store, max_pending_spans=config.max_pending_spans)
+        self.notifier = Notifier(self.store, NotifyConfig(
+            public_url=config.public_url or f"http://{config.host}:{config.port}",
+            backoff_s=config.notify_backoff_s, max_attempts=config.notify_attempts,
+            timeout_s=config.notify_timeout_s))  # fmt: skip
+        self.issues = IssuePass(self.store, on_notifications=self.notifier.wake)
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
         default = self.store.project("default")
         self.default_project_id = default.id if default else 1
 
     def start(self) -> None:
+        self.issues.start()
+        self.notifier.start()
         if self.config.retention_s:
             self._retention = threading.Thread(target=self._retain, name="hoptrace-retention", daemon=True)
             self._retention.start()
@@ -58,6 +66,8 @@ class Collector:
         is then left open under it: closing it mid-commit could only make that commit fail).
         """
         self._stop.set()
+        self.notifier.stop()
+        self.issues.stop()  # what it has not counted stays queued in the store
         if not self.writer.close(timeout_s):
             logger.error("the writer did not drain in time; spans accepted but not yet acknowledged may be lost")
             return False
@@ -122,11 +132,12 @@ def create_app(config: CollectorConfig | None = None, store: SpanStore | None = 
         lifespan=lifespan,
     )
 
-    from . import api, graph_api, ingest
+    from . import api, graph_api, ingest, issues_api
 
     app.include_router(ingest.router)
     app.include_router(api.router)
     app.include_router(graph_api.router)
+    app.include_router(issues_api.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and the writer's backlog")
     def health(request: Request) -> dict[str, Any]:

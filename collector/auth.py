@@ -1,6 +1,7 @@
 """Projects and tokens: ingest tokens map spans to a project; read tokens open its data.
 
-Tokens are random strings shown once at creation; only their SHA-256 is stored. With no
+Tokens are random strings shown once at creation; only their SHA-256 is stored. Admin tokens
+manage a project's notification rules and channels. With no
 tokens at all the collector runs open (everything in the ``default`` project), which it allows
 only on a loopback address.
 """
@@ -31,6 +32,13 @@ def create_project(store: SpanStore, name: str) -> tuple[Project, str, str]:
     store.add_token(project.id, "ingest", hash_token(ingest))
     store.add_token(project.id, "read", hash_token(read))
     return project, ingest, read
+
+
+def add_token(store: SpanStore, project_id: int, kind: str) -> str:
+    """A new token of ``kind`` (ingest, read or admin) for a project, returned in clear once."""
+    token = new_token(kind)
+    store.add_token(project_id, kind, hash_token(token))
+    return token
 
 
 def token_from(headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:

@@ -69,6 +69,10 @@ def serve(args: argparse.Namespace) -> int:
         max_pending_spans=args.max_pending_spans or env.max_pending_spans,
         allow_open=args.allow_open,
         grpc_port=args.grpc_port if args.grpc_port is not None else env.grpc_port,
+        public_url=args.public_url or env.public_url,
+        notify_backoff_s=env.notify_backoff_s,
+        notify_attempts=env.notify_attempts,
+        notify_timeout_s=env.notify_timeout_s,
     )
     if config.grpc_port is not None:
         from .grpc_ingest import GrpcIngestError, require_grpc
@@ -135,7 +139,7 @@ def _run_until_stopped(server: Any) -> None:
 
 def project(args: argparse.Namespace) -> int:
     try:
-        from .auth import create_project
+        from .auth import add_token, create_project
         from .store import StoreError, open_store
     except ImportError as exc:
         return _missing_server_extra(exc)
@@ -143,6 +147,7 @@ def project(args: argparse.Namespace) -> int:
         store = open_store(args.store or CollectorConfig.from_env().store_url)
         store.migrate()
         created, ingest, read = create_project(store, args.name)
+        admin = add_token(store, created.id, "admin")
     except StoreError as exc:
         print(f"hoptrace: {exc}", file=sys.stderr)
         return 2
@@ -150,7 +155,32 @@ def project(args: argparse.Namespace) -> int:
     print(f"project {created.name!r} created (id {created.id}). Keep these tokens: they are shown only once.")
     print(f"  ingest token: {ingest}")
     print(f"  read token:   {read}")
+    print(f"  admin token:  {admin}  (notification rules and channels)")
     print(f"  instrumented functions: OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20{ingest}")
+    return 0
+
+
+def project_token(args: argparse.Namespace) -> int:
+    """A new token of a kind for an existing project (e.g. an admin token for rules and channels)."""
+    try:
+        from .auth import add_token
+        from .store import StoreError, open_store
+    except ImportError as exc:
+        return _missing_server_extra(exc)
+    try:
+        store = open_store(args.store or CollectorConfig.from_env().store_url)
+        store.migrate()
+        found = store.project(args.name)
+        if found is None:
+            store.close()
+            print(f"hoptrace: no project named {args.name!r} (hoptrace project create NAME)", file=sys.stderr)
+            return 2
+        token = add_token(store, found.id, args.kind)
+    except StoreError as exc:
+        print(f"hoptrace: {exc}", file=sys.stderr)
+        return 2
+    store.close()
+    print(f"{args.kind} token of project {found.name!r} (shown only once): {token}")
     return 0
 
 
@@ -228,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--grpc-port", type=int, help="also take OTLP/gRPC on this port, e.g. 4317 (grpc extra; env HOPTRACE_GRPC_PORT)"
     )
+    s.add_argument(
+        "--public-url",
+        help="the collector's address as users reach it, for links in notifications"
+        " (default http://HOST:PORT; env HOPTRACE_PUBLIC_URL)",
+    )
     s.add_argument("--allow-open", action="store_true", help="serve without tokens on a non-loopback address")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     s.set_defaults(func=serve)
@@ -237,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("--store", help="store URL (default from HOPTRACE_STORE or sqlite:///hoptrace.db)")
     c.set_defaults(func=project)
+    t = psub.add_parser("token", help="add a token to a project (admin: notification rules and channels)")
+    t.add_argument("name")
+    t.add_argument("--kind", choices=["ingest", "read", "admin"], required=True)
+    t.add_argument("--store", help="store URL (default from HOPTRACE_STORE or sqlite:///hoptrace.db)")
+    t.set_defaults(func=project_token)
     b = sub.add_parser("bench", help="benchmark helpers")
     bsub = b.add_subparsers(dest="action", required=True)
     pop = bsub.add_parser(

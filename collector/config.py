@@ -30,6 +30,10 @@ class CollectorConfig:
     max_pending_spans: int = 100_000
     allow_open: bool = False  # serve without tokens on a non-loopback address (explicit opt-in)
     grpc_port: int | None = None  # OTLP/gRPC ingest (needs the grpc extra); None: HTTP only
+    public_url: str | None = None  # where notifications link to (the UI); None: http://host:port
+    notify_backoff_s: float = 2.0  # first retry of an undelivered notification; doubles per attempt
+    notify_attempts: int = 12  # attempts before a notification is given up
+    notify_timeout_s: float = 10.0  # per HTTP call to a receiver
 
     @classmethod
     def from_env(cls) -> CollectorConfig:
@@ -49,6 +53,10 @@ class CollectorConfig:
             retention_s=parse_duration(retention) if retention else None,
             max_pending_spans=_env_int("HOPTRACE_MAX_PENDING_SPANS", 100_000),
             grpc_port=_env_int("HOPTRACE_GRPC_PORT", 0) if grpc_port and grpc_port.strip() else None,
+            public_url=e.get("HOPTRACE_PUBLIC_URL") or None,
+            notify_backoff_s=parse_duration(e.get("HOPTRACE_NOTIFY_BACKOFF") or "2s"),
+            notify_attempts=_env_int("HOPTRACE_NOTIFY_ATTEMPTS", 12),
+            notify_timeout_s=parse_duration(e.get("HOPTRACE_NOTIFY_TIMEOUT") or "10s"),
         )
 
 

@@ -10,13 +10,18 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from hoptrace.graph.hops import Hop
 from hoptrace.graph.rollup import EdgeKey, Rollup
 from hoptrace.graph.transactions import Transaction
 
 from ..otlp import SpanBatch
+
+if TYPE_CHECKING:
+    from .graph_sql import Sql
+
+T = TypeVar("T")
 
 logger = logging.getLogger("hoptrace.collector")
 
@@ -246,6 +251,17 @@ class SpanStore(Protocol):
     def has_tokens(self) -> bool: ...
 
     def count_spans(self, project_id: int | None = None) -> int: ...
+
+    # Issues and notifications (issues_sql) run their SQL through these two, on either backend.
+
+    def run_write(self, work: Callable[[Sql], T], lock: int | None = None) -> T:
+        """``work`` inside one write transaction, committed when it returns; ``lock``: a key that
+        makes such transactions take turns across replicas sharing the database."""
+        ...
+
+    def run_read(self, work: Callable[[Sql], T]) -> T:
+        """``work`` on a reader."""
+        ...
 
     def close(self) -> None: ...
 

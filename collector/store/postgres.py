@@ -53,6 +53,7 @@ from .graph_sql import (
     prepare_backlog,
     requeue_backlog,
 )
+from .issues_sql import QUEUE_INSERT, queue_rows
 from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -133,6 +134,7 @@ class _Rows:
                     for k in batch.links
                 )  # fmt: skip
         self.backlog = backlog_rows(items)
+        self.issues = queue_rows(items)
         ordered = sorted(resources.items())  # one lock order for every replica: no deadlocks
         self.resources = (
             [key[0] for key, _ in ordered],
@@ -292,6 +294,7 @@ class PostgresStore:
                     with conn.transaction():
                         self._copy(conn, rows)
                         _Sql(conn).run_many(BACKLOG_INSERT, rows.backlog)  # queued for the graph, durably
+                        _Sql(conn).run_many(QUEUE_INSERT, rows.issues)  # error spans queued for issues
                         committing = True
                     self._graph.wake()
                     return
@@ -463,6 +466,16 @@ class PostgresStore:
             return conn.execute("SELECT count(*) FROM spans WHERE project_id = %s", (project_id,)).fetchone()
 
         return int(self._read(count)[0])
+
+    def run_write(self, work: Callable[[_Sql], T], lock: int | None = None) -> T:
+        # On a pooled connection: the ingest writer's never waits behind it.
+        with self._pool.borrow() as conn, conn.transaction():
+            if lock is not None:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+            return work(_Sql(conn))
+
+    def run_read(self, work: Callable[[_Sql], T]) -> T:
+        return self._read(lambda conn: work(_Sql(conn)))
 
     def close(self) -> None:
         self._graph.stop()

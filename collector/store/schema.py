@@ -7,6 +7,8 @@ reached and only ever moves forward.
 
 from __future__ import annotations
 
+from .issues_schema import ISSUES_MIGRATION, ISSUES_RETENTION
+
 # Per-minute (and per-hour) metrics of a map node or edge: counts, health shares and the
 # mergeable latency and dwell sketches (hoptrace.graph.sketch), keyed by project, time and id.
 _NODE_KEY = ("node",)
@@ -196,6 +198,8 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX span_terms_by_value_start ON span_terms (project_id, value, key, start_ns, span_id, trace_id)",
         "DROP INDEX span_terms_by_value",
     ],
+    # 7: issues and notifications (collector/store/issues_sql.py), and admin tokens.
+    ISSUES_MIGRATION,
 ]
 
 LATEST = len(MIGRATIONS)
@@ -220,4 +224,5 @@ GRAPH_RETENTION = [
         WHERE t.project_id = transaction_terms.project_id AND t.id = transaction_terms.transaction_id
         AND t.end_ns < %(cutoff)s)""",
     "DELETE FROM transactions WHERE end_ns < %(cutoff)s",
+    *ISSUES_RETENTION,
 ]

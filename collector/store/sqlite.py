@@ -9,9 +9,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from hoptrace.graph.hops import Hop
@@ -41,12 +41,14 @@ from .graph_sql import (
     prepare_backlog,
     requeue_backlog,
 )
+from .issues_sql import QUEUE_INSERT, queue_rows
 from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS
 
 # Planner statistics are refreshed after the 1st, 16th and every ANALYZE_EVERY-th commit,
 # sampling ANALYZE_ROWS rows per index (see SqliteStore._analyze).
 ANALYZE_EVERY = 256
 ANALYZE_ROWS = 1000
+T = TypeVar("T")
 _SPAN_COLUMNS = (
     "s.trace_id, s.span_id, s.parent_span_id, s.service_name, s.name, s.kind, s.start_ns, s.end_ns, s.status, s.data"
 )
@@ -171,6 +173,7 @@ class SqliteStore:
                     links,
                 )
                 conn.executemany(BACKLOG_INSERT, backlog_rows(items))  # queued for the graph, durably
+                conn.executemany(QUEUE_INSERT, queue_rows(items))  # error spans queued for issues
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -406,6 +409,21 @@ class SqliteStore:
         else:
             row = self._reader().execute("SELECT count(*) FROM spans WHERE project_id = ?", (project_id,)).fetchone()
         return int(row[0])
+
+    def run_write(self, work: Callable[[_Sql], T], lock: int | None = None) -> T:
+        with self._write_lock:  # one writer: ``lock`` has nothing to add
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(_Sql(conn))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return result
+
+    def run_read(self, work: Callable[[_Sql], T]) -> T:
+        return work(_Sql(self._reader()))
 
     def close(self) -> None:
         self._graph.stop()
