@@ -239,6 +239,17 @@ def bench_populate(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo(args: argparse.Namespace) -> int:
+    """The demo shop on emulated AWS (``hoptrace.demo.stack``); needs the demo extra."""
+    try:
+        from hoptrace.demo.stack import run
+    except ImportError as exc:
+        print(f"hoptrace: the demo needs the demo extra ({exc.name} is missing): pip install 'hoptrace[demo]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hoptrace", description="hoptrace: traces and service maps for serverless")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -306,6 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("bench_args", nargs=argparse.REMAINDER, help="groups and options of python -m bench")
     run.set_defaults(func=bench_run)
+    d = sub.add_parser(
+        "demo",
+        help="run a serverless shopping cart on emulated AWS, traced into a local collector (Ctrl-C stops it)",
+    )
+    try:
+        from hoptrace.demo.stack import add_arguments
+    except ImportError:
+        pass  # `hoptrace demo` then says which extra is missing
+    else:
+        add_arguments(d)
+    d.set_defaults(func=demo)
     return parser
 
 

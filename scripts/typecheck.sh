@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 root=.mypy-tree/hoptrace
 rm -rf .mypy-tree && mkdir -p "$root"
 ln hoptrace/__init__.py "$root/__init__.py"
-for part in instrumentation collector graph ui; do
+for part in instrumentation collector graph ui demo; do
   mkdir -p "$root/$part"
   (cd "$part" && find . -name '*.py' -o -name 'py.typed') | while read -r f; do
     mkdir -p "$root/$part/$(dirname "$f")"
