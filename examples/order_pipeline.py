@@ -1,4 +1,8 @@
-"""Demo: an order travels API → function → SQS → function → DynamoDB → stream → function.
+"""Example: an order travels API → function → SQS → function → DynamoDB → stream → function.
+
+The smallest whole pipeline, in one process under one service name (``shop``): the graph tests
+use it as a fixed fixture. The full demo — one process per function, SNS fan-out, a dead-letter
+queue, a flaky payment gateway — is ``hoptrace demo`` (``hoptrace.demo``).
 
 Everything runs locally: a moto server emulates AWS over HTTP on 127.0.0.1, and this script
 plays Lambda's part (it builds the events Lambda would deliver, in AWS's documented shapes,
