@@ -556,6 +556,10 @@ class Delivery:
     channel: ChannelRow
 
 
+def any_due(sql: Sql, now: int) -> bool:
+    return bool(sql.rows("SELECT 1 FROM notify_outbox WHERE state = 'pending' AND next_attempt_ns <= ? LIMIT 1", [now]))
+
+
 def claim_due(sql: Sql, now: int, lease_ns: int, limit: int) -> list[Delivery]:
     """Claim due notifications: each moves its next attempt past the lease first, so another
     notifier (a replica) skips it, and a notifier that died with it lets it come due again."""
