@@ -110,6 +110,7 @@ class _Operation:
     __slots__ = (
         "attributes",
         "carrier",
+        "defer",
         "kind",
         "operation",
         "respond",
@@ -131,6 +132,10 @@ class _Operation:
         # Every span of the operation starts with these (and the region): copied, never changed.
         self.attributes = {"rpc.system": "aws-api", "rpc.service": self.service_name, "rpc.method": self.operation}
         self.respond: Any = getattr(self.carrier, "response_attributes", None)
+        # Whether a usual answer may be read when the span is exported instead of during the
+        # call: for our own spans, when reading it needs neither the request's parameters (not
+        # kept that long) nor the whole answer (only its metadata and the carrier's few ids).
+        self.defer = self.carrier is None or self.operation in getattr(self.carrier, "deferrable_answers", ())
         # The span kind, when it does not depend on the call's parameters (None: ask per call).
         self.kind: SpanKind | None = SpanKind.CLIENT
         if self.carrier is not None:
@@ -173,7 +178,7 @@ def _before_parameter_build(params: dict[str, Any], model: Any, context: dict[st
             span = tracer.start_child(current, op.span_name, kind, attributes)
         else:  # the SDK's, when setup fell back to it
             span = tracer.start_span(op.span_name, kind=kind, attributes=attributes)
-        call = context[_CALL_KEY] = AwsCall(op.service, op.operation, params, span, region)
+        call = context[_CALL_KEY] = AwsCall(op.service, op.operation, params, span, region, op)
         if st.config.capture_payloads:
             # Before the carrier injects anything: capture what the user asked for.
             from .payload import REQUEST_ATTRIBUTE, capture
@@ -223,48 +228,17 @@ def _after_call(http_response: Any, parsed: Mapping[str, Any], model: Any, conte
     span = call.span
     try:
         status = getattr(http_response, "status_code", None)
-        meta = parsed.get("ResponseMetadata") or _EMPTY
-        # Our own open span, with room for what an answer adds: its attributes are written in place.
-        own = type(span) is _OwnSpan and span._end_time is None and len(span.attributes) < _ROOM
-        described: dict[str, Any] = span.attributes if own else {}  # type: ignore[attr-defined]
-        if status is not None:
-            described["http.response.status_code"] = int(status)
-        request_id = meta.get("RequestId")
-        if request_id and type(request_id) is str:
-            described["aws.request_id"] = request_id
-        retries = meta.get("RetryAttempts")
-        if retries:
-            described["hoptrace.aws.retry_attempts"] = int(retries)
-        host = (meta.get("HTTPHeaders") or _EMPTY).get("host")
-        if host and type(host) is str:
-            described["server.address"] = host
-        if status is not None and status >= 300:
-            if not own:
-                spans.set_many(span, described)
-            error = parsed.get("Error") or _EMPTY
-            code = error.get("Code") or f"HTTP {status}"
-            span.set_attribute("error.type", code)
-            if is_throttle(error.get("Code"), status):
-                span.set_attribute("hoptrace.throttled", True)
-            span.set_status(Status(StatusCode.ERROR, f"{code}: {error.get('Message', '')}".strip(": ")))
+        op = call.op
+        if op is not None and op.defer and type(status) is int and status < 300 and type(parsed) is dict:
+            # The usual answer to one of our own spans: read it when the span is exported
+            # (``spans.settle``), off the call's path. A copy, as the user may change theirs.
+            # Kept until then: not the request (it may be large) and, without a carrier, only the
+            # answer's metadata (an answer may hold a stream, e.g. S3's Body).
+            call.params = _EMPTY_PARAMS
+            kept = parsed.copy() if op.carrier is not None else {"ResponseMetadata": parsed.get("ResponseMetadata")}
+            span._deferred = (_settle_answer, (call, status, kept))  # type: ignore[attr-defined]
         else:
-            op = _operations.get(model)
-            carrier = op.carrier if op is not None else _carriers.get(call.service)
-            if carrier is None:
-                if not own:
-                    spans.set_many(span, described)
-                return
-            try:
-                # A carrier may add the usual answer's attributes to ours, to be set at once.
-                respond = op.respond if op is not None else getattr(carrier, "response_attributes", None)
-                handled = respond is not None and respond(call, parsed, described)
-                if not own:
-                    spans.set_many(span, described)
-                if not handled:
-                    carrier.on_response(call, parsed)
-            except Exception as exc:
-                count("internal_errors.carrier")
-                span.set_attribute("hoptrace.error", f"could not read pointers: {type(exc).__name__}")
+            _describe_answer(span, call, status, parsed, op)
     except Exception:
         swallowed("botocore.after_call")
     finally:
@@ -272,6 +246,59 @@ def _after_call(http_response: Any, parsed: Mapping[str, Any], model: Any, conte
             span.end()
         except Exception:
             swallowed("botocore.after_call")
+
+
+_EMPTY_PARAMS: dict[str, Any] = {}
+
+
+def _settle_answer(span: Any, answer: tuple[AwsCall, int, Mapping[str, Any]]) -> None:
+    call, status, parsed = answer
+    _describe_answer(span, call, status, parsed, call.op)
+
+
+def _describe_answer(span: Any, call: AwsCall, status: Any, parsed: Mapping[str, Any], op: _Operation | None) -> None:
+    """Status, request id, retries, host, and what the carrier reads from the answer."""
+    meta = parsed.get("ResponseMetadata") or _EMPTY
+    # Our own open span, with room for what an answer adds: its attributes are written in place.
+    own = type(span) is _OwnSpan and span._end_time is None and len(span.attributes) < _ROOM
+    described: dict[str, Any] = span.attributes if own else {}
+    if status is not None:
+        described["http.response.status_code"] = int(status)
+    request_id = meta.get("RequestId")
+    if request_id and type(request_id) is str:
+        described["aws.request_id"] = request_id
+    retries = meta.get("RetryAttempts")
+    if retries:
+        described["hoptrace.aws.retry_attempts"] = int(retries)
+    host = (meta.get("HTTPHeaders") or _EMPTY).get("host")
+    if host and type(host) is str:
+        described["server.address"] = host
+    if status is not None and status >= 300:
+        if not own:
+            spans.set_many(span, described)
+        error = parsed.get("Error") or _EMPTY
+        code = error.get("Code") or f"HTTP {status}"
+        span.set_attribute("error.type", code)
+        if is_throttle(error.get("Code"), status):
+            span.set_attribute("hoptrace.throttled", True)
+        span.set_status(Status(StatusCode.ERROR, f"{code}: {error.get('Message', '')}".strip(": ")))
+        return
+    carrier = op.carrier if op is not None else _carriers.get(call.service)
+    if carrier is None:
+        if not own:
+            spans.set_many(span, described)
+        return
+    try:
+        # A carrier may add the usual answer's attributes to ours, to be set at once.
+        respond = op.respond if op is not None else getattr(carrier, "response_attributes", None)
+        handled = respond is not None and respond(call, parsed, described)
+        if not own:
+            spans.set_many(span, described)
+        if not handled:
+            carrier.on_response(call, parsed)
+    except Exception as exc:
+        count("internal_errors.carrier")
+        span.set_attribute("hoptrace.error", f"could not read pointers: {type(exc).__name__}")
 
 
 @guarded("botocore.after_call_error")

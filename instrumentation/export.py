@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -165,7 +166,8 @@ class InvocationSpanProcessor:
         self._worker = worker
         self._max_spans = max_spans
         self._lock = threading.Lock()
-        self._finished: list[ReadableSpan] = []
+        # A deque: appending and taking from it are atomic, so ending a span takes no lock.
+        self._finished: deque[ReadableSpan] = deque()
         self._open: dict[int, Span] = {}
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -173,13 +175,13 @@ class InvocationSpanProcessor:
         self._open[id(span)] = span
 
     def on_end(self, span: ReadableSpan) -> None:
-        with self._lock:
-            self._open.pop(id(span), None)
-            if len(self._finished) >= self._max_spans:
-                count("spans_dropped")
-                count("spans_over_invocation_limit")
-                return
-            self._finished.append(span)
+        self._open.pop(id(span), None)
+        finished = self._finished
+        if len(finished) >= self._max_spans:  # a race may let one or two more in: harmless
+            count("spans_dropped")
+            count("spans_over_invocation_limit")
+            return
+        finished.append(span)
 
     def open_spans(self) -> list[Span]:
         """Spans started and not yet ended, oldest first."""
@@ -193,8 +195,18 @@ class InvocationSpanProcessor:
 
     def flush_within(self, budget_s: float) -> bool:
         """Export everything finished so far, waiting at most ``budget_s``."""
-        with self._lock:
-            spans, self._finished = self._finished, []
+        # What was finished when the flush began; spans ended meanwhile wait for the next one.
+        spans: list[ReadableSpan] = []
+        take, append = self._finished.popleft, spans.append
+        try:
+            for _ in range(len(self._finished)):
+                append(take())
+        except IndexError:  # another thread (the watchdog) flushing at the same time took the rest
+            pass
+        if spans:
+            from .spans import settle
+
+            settle(spans)  # what the spans left to describe at export (Span._deferred)
         return self._worker.submit(spans, budget_s)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

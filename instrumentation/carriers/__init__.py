@@ -7,8 +7,11 @@ One module per carrier, each with the same shape (DESIGN §3–4):
   (record the pointers the response gives, e.g. message ids); optionally
   ``response_attributes(call, parsed, into)``, which adds the usual answer's attributes to the
   hook's own dict ``into``, set in one update, and returns True (``on_response`` is then not
-  called; False means "call it"); and ``fixed_span_kind = True`` when ``span_kind`` depends on
-  the operation alone, so the hooks ask it once per operation instead of once per call;
+  called; False means "call it"); ``fixed_span_kind = True`` when ``span_kind`` depends on
+  the operation alone, so the hooks ask it once per operation instead of once per call; and
+  ``deferrable_answers``, the operations whose answer the response methods read from the answer
+  and ``call.span``/``call.operation`` alone (not ``call.params``): the hooks may then run them
+  when the span is exported rather than during the call;
 - consumer side, ``extract(record) -> RecordContext``: the producer's context found in one
   record of a Lambda event, and the same pointers seen from the receiving end.
 
@@ -48,10 +51,16 @@ class AwsCall:
     A plain slotted class, not a dataclass: one is made per AWS call, on the hot path.
     """
 
-    __slots__ = ("body_suffix", "may_splice", "operation", "params", "region", "service", "span")
+    __slots__ = ("body_suffix", "may_splice", "op", "operation", "params", "region", "service", "span")
 
     def __init__(
-        self, service: str, operation: str, params: dict[str, Any], span: Span, region: str | None = None
+        self,
+        service: str,
+        operation: str,
+        params: dict[str, Any],
+        span: Span,
+        region: str | None = None,
+        op: Any = None,
     ) -> None:
         self.service = service  # botocore service id, hyphenized and lower case: "sqs", "dynamodb"
         self.operation = operation  # "SendMessage"
@@ -64,6 +73,7 @@ class AwsCall:
         # The suffix replaces the body's closing "}", so it ends with one: b', "A": 1}'.
         self.may_splice = False
         self.body_suffix: bytes | None = None
+        self.op = op  # what the botocore hooks know of the operation (their ``_Operation``), if they made the call
 
 
 class AwsCarrier(Protocol):

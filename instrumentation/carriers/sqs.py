@@ -224,6 +224,9 @@ class SqsCarrier:
     """Producer side of SQS: sends carry context per message; responses give pointers."""
 
     fixed_span_kind = True  # span_kind reads the operation only: the hooks ask once per operation
+    # Answers read without the request's parameters, from a few of the answer's values: the hooks
+    # may read them when the span is exported (see ``botocore_hooks._after_call``).
+    deferrable_answers = frozenset({"SendMessage"})
 
     def span_kind(self, operation: str, params: Mapping[str, Any]) -> SpanKind:
         if operation in _SENDS:

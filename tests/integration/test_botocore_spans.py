@@ -179,3 +179,67 @@ def test_request_payloads_are_captured_redacted_only_when_enabled(boto_session: 
                 assert "traceparent" not in captured  # captured before hoptrace added its attributes
         finally:
             setup.shutdown()
+
+
+def test_an_answer_read_at_export_is_the_one_aws_gave_whatever_the_user_then_does_with_it(
+    tracing: Tracing, boto_session: Any
+) -> None:
+    # The usual answer of an AWS call is read when the span is exported, not during the call:
+    # the user's later changes to their response must not reach the span, and the request (the
+    # message body here) is not kept until then.
+    sqs = boto_session.client("sqs")
+    url = sqs.create_queue(QueueName="answers")["QueueUrl"]
+    s3 = boto_session.client("s3")
+    s3.create_bucket(Bucket="answers")
+    s3.put_object(Bucket="answers", Key="k", Body=b"data")
+    tracing.clear()
+    seen: dict[str, Any] = {}
+
+    @hoptrace.lambda_handler
+    def fn(event: Any, context: Any) -> str:
+        sent = sqs.send_message(QueueUrl=url, MessageBody="x" * 1000)
+        seen.update(id=sent["MessageId"], md5=sent["MD5OfMessageBody"], request=sent["ResponseMetadata"]["RequestId"])
+        sent.pop("ResponseMetadata")
+        sent["MessageId"] = "changed by the user"
+        got = s3.get_object(Bucket="answers", Key="k")
+        seen["s3_request"] = got["ResponseMetadata"]["RequestId"]
+        got.clear()
+        return "done"
+
+    assert fn({}, LambdaContext()) == "done"
+    send = tracing.span("SQS.SendMessage")
+    assert send.attributes["messaging.message.id"] == seen["id"]
+    assert send.attributes["hoptrace.pointers"] == (f"sqs:msg:{seen['id']}", f"md5:{seen['md5']}")
+    assert send.attributes["aws.request_id"] == seen["request"]
+    assert send.attributes["http.response.status_code"] == 200
+    assert send.attributes["messaging.destination.name"] == "answers"
+    get = tracing.span("S3.GetObject")
+    assert get.attributes["aws.request_id"] == seen["s3_request"]
+    assert get.attributes["http.response.status_code"] == 200
+
+
+def test_an_answer_waiting_for_export_keeps_neither_the_request_nor_a_streamed_body(
+    tracing: Tracing, boto_session: Any
+) -> None:
+    from hoptrace.instrumentation import spans
+
+    sqs = boto_session.client("sqs")
+    url = sqs.create_queue(QueueName="kept")["QueueUrl"]
+    s3 = boto_session.client("s3")
+    s3.create_bucket(Bucket="kept")
+    s3.put_object(Bucket="kept", Key="k", Body=b"data")
+    processor: Any = tracing.state.processor
+    tracing.clear()
+    sqs.send_message(QueueUrl=url, MessageBody="y" * 5000)
+    s3.get_object(Bucket="kept", Key="k")["Body"].read()
+    waiting = {s.name: s._deferred for s in processor._finished}
+    assert set(waiting) == {"SQS.SendMessage", "S3.GetObject"}
+    for name, deferred in waiting.items():
+        assert deferred is not None, name
+        call, _status, kept = deferred[1]
+        assert call.params == {}, name  # the request is not kept
+        assert "Body" not in kept, name  # nor a streamed answer
+    finished = list(processor._finished)
+    spans.settle(finished)
+    assert all(s._deferred is None and s.end_time is not None for s in finished)
+    assert {s.name for s in tracing.spans()} == {"SQS.SendMessage", "S3.GetObject"}
