@@ -14,12 +14,14 @@ from fastapi import FastAPI, HTTPException, Request
 
 from . import auth
 from .config import CollectorConfig
+from .graph_worker import GraphProcess
 from .notify import IssuePass, Notifier, NotifyConfig
 from .store import SpanStore, open_store
 from .writer import SpanWriter
 
 logger = logging.getLogger("hoptrace.collector")
 API = "/api/v1"
+GRAPH_WATCH_S = 1.0  # how often the collector checks that its graph worker still runs
 
 
 class Collector:
@@ -37,6 +39,12 @@ class Collector:
         self.issues = IssuePass(self.store, on_notifications=self.notifier.wake)
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
+        # The graph pass in a process of its own (``graph_worker``) leaves this one's GIL to ingest.
+        self._graph_process = config.graph_process and ":memory:" not in config.store_url
+        self._graph_worker: GraphProcess | None = None
+        self._graph_watch: threading.Thread | None = None
+        if self._graph_process:
+            self.store.graph_pass_external()
         default = self.store.project("default")
         self.default_project_id = default.id if default else 1
 
@@ -46,6 +54,18 @@ class Collector:
         if self.config.retention_s:
             self._retention = threading.Thread(target=self._retain, name="hoptrace-retention", daemon=True)
             self._retention.start()
+        if self._graph_process:
+            self._graph_worker = GraphProcess(self.config.store_url)
+            self._graph_watch = threading.Thread(target=self._watch_graph, name="hoptrace-graph-watch", daemon=True)
+            self._graph_watch.start()
+
+    def _watch_graph(self) -> None:
+        """Start the graph worker again if it died (its backlog waits, queued, meanwhile)."""
+        while not self._stop.wait(GRAPH_WATCH_S):
+            worker = self._graph_worker
+            if worker is not None and not worker.alive() and not self._stop.is_set():
+                logger.error("the graph worker (pid %d) exited; starting it again", worker.pid)
+                self._graph_worker = GraphProcess(self.config.store_url)
 
     def _retain(self) -> None:
         interval = min(3600.0, max(1.0, (self.config.retention_s or 0) / 24))
@@ -68,7 +88,12 @@ class Collector:
         self._stop.set()
         self.notifier.stop()
         self.issues.stop()  # what it has not counted stays queued in the store
-        if not self.writer.close(timeout_s):
+        drained = self.writer.close(timeout_s)
+        if self._graph_watch is not None:
+            self._graph_watch.join(timeout_s)
+        if self._graph_worker is not None:
+            self._graph_worker.stop(timeout_s)  # what it has not derived stays queued for the next start
+        if not drained:
             logger.error("the writer did not drain in time; spans accepted but not yet acknowledged may be lost")
             return False
         self.store.close()

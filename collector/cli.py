@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .config import DEFAULT_STORE, CollectorConfig, parse_duration
+from .config import DEFAULT_STORE, GRAPH_PASSES, CollectorConfig, graph_pass_setting, parse_duration
 from .otlp import Limits
 
 
@@ -73,6 +73,7 @@ def serve(args: argparse.Namespace) -> int:
         notify_backoff_s=env.notify_backoff_s,
         notify_attempts=env.notify_attempts,
         notify_timeout_s=env.notify_timeout_s,
+        graph_process=(args.graph_pass or graph_pass_setting() or "process") == "process",
     )
     if config.grpc_port is not None:
         from .grpc_ingest import GrpcIngestError, require_grpc
@@ -111,8 +112,17 @@ def serve(args: argparse.Namespace) -> int:
     print(f"  send OTLP/HTTP to http://{config.host}:{config.port}/v1/traces; API docs at /docs", flush=True)
     if config.grpc_port is not None:
         print(f"  send OTLP/gRPC to {config.host}:{config.grpc_port}", flush=True)
+    # No access log (one line per export batch is noise at thousands a second); httptools' parser
+    # when installed (the server extra brings it), which costs a fraction of h11's per request.
     server = uvicorn.Server(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level, timeout_graceful_shutdown=30)
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=args.log_level,
+            access_log=args.log_level == "debug",
+            timeout_graceful_shutdown=30,
+        )
     )
     _run_until_stopped(server)
     if not server.started:
@@ -273,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-url",
         help="the collector's address as users reach it, for links in notifications"
         " (default http://HOST:PORT; env HOPTRACE_PUBLIC_URL)",
+    )
+    s.add_argument(
+        "--graph-pass",
+        choices=GRAPH_PASSES,
+        help="derive hops, transactions and the map in a child process (default: ingest keeps this one's core)"
+        " or in a thread of the collector (env HOPTRACE_GRAPH_PASS)",
     )
     s.add_argument("--allow-open", action="store_true", help="serve without tokens on a non-loopback address")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

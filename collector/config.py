@@ -34,6 +34,9 @@ class CollectorConfig:
     notify_backoff_s: float = 2.0  # first retry of an undelivered notification; doubles per attempt
     notify_attempts: int = 12  # attempts before a notification is given up
     notify_timeout_s: float = 10.0  # per HTTP call to a receiver
+    # Derive the graph in a child process (``graph_worker``) rather than a thread of this one:
+    # ``hoptrace serve`` does by default, so ingest keeps a core and the GIL to itself.
+    graph_process: bool = False
 
     @classmethod
     def from_env(cls) -> CollectorConfig:
@@ -57,7 +60,22 @@ class CollectorConfig:
             notify_backoff_s=parse_duration(e.get("HOPTRACE_NOTIFY_BACKOFF") or "2s"),
             notify_attempts=_env_int("HOPTRACE_NOTIFY_ATTEMPTS", 12),
             notify_timeout_s=parse_duration(e.get("HOPTRACE_NOTIFY_TIMEOUT") or "10s"),
+            graph_process=graph_pass_setting() == "process",
         )
+
+
+GRAPH_PASSES = ("process", "thread")
+
+
+def graph_pass_setting() -> str | None:
+    """``HOPTRACE_GRAPH_PASS``: where the graph is derived, ``process`` or ``thread`` (None: not set)."""
+    text = os.environ.get("HOPTRACE_GRAPH_PASS", "")
+    value = text.strip().lower()
+    if not value:
+        return None
+    if value not in GRAPH_PASSES:
+        raise ValueError(f"HOPTRACE_GRAPH_PASS={text!r} is not one of {', '.join(GRAPH_PASSES)}")
+    return value
 
 
 def _env_int(name: str, default: int) -> int:

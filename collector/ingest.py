@@ -92,11 +92,13 @@ async def ingest(request: Request) -> Response:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limits.max_body_bytes:
             raise _Refused(413, f"the body is larger than {limits.max_body_bytes} bytes; send smaller batches")
+        _check_room(c.writer)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limits.max_body_bytes:
                 raise _Refused(413, f"the body is larger than {limits.max_body_bytes} bytes; send smaller batches")
+        _check_room(c.writer)  # again: the backlog may have filled while the body came in
         batch: SpanBatch = await anyio.to_thread.run_sync(decode, bytes(body), encoding, content_type, limits)
         del body
         if batch.spans:
@@ -109,6 +111,14 @@ async def ingest(request: Request) -> Response:
         return Response(status_code=400)  # nobody is left to read an answer
     payload, media = response_body(batch, wants_json)
     return Response(payload, media_type=media)
+
+
+def _check_room(writer: SpanWriter) -> None:
+    """503 with Retry-After, before any decoding, when the writer's backlog is full."""
+    try:
+        writer.check_room()
+    except Overloaded as exc:
+        raise _Refused(503, str(exc), retry_after=exc.retry_after_s) from None
 
 
 async def _commit(writer: SpanWriter, project_id: int, batch: SpanBatch) -> None:

@@ -55,6 +55,13 @@ class SpanWriter:
     def pending_spans(self) -> int:
         return self._pending_spans
 
+    def check_room(self) -> None:
+        """Raise Overloaded when the backlog is already full: a request is then refused before its
+        body is decoded, which would be work thrown away (and CPU the writer needs)."""
+        pending = self._pending_spans
+        if pending >= self._max_pending:
+            raise Overloaded(retry_after_s=1 + pending // max(1, self._max_group))
+
     def submit(self, project_id: int, batch: SpanBatch) -> Future[None]:
         """Queue a batch; the future completes once it is committed (or fails with the error)."""
         n = max(1, len(batch.spans))

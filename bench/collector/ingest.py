@@ -341,7 +341,20 @@ def _start_profile(pid: int, name: str) -> Any:
     PROFILE_DIR.mkdir(parents=True, exist_ok=True)
     out = PROFILE_DIR / f"{name}.txt"
     proc = subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "-r", "100", "-f", "raw", "--full-filenames", "-o", str(out)],
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "-r",
+            "100",
+            "-f",
+            "raw",
+            "--full-filenames",
+            "-o",
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -24,16 +24,36 @@ class Served:
     log: Path
 
     def cpu_seconds(self) -> float:
-        """User + system CPU the collector process has used so far (all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        """User + system CPU the collector has used so far: all its threads, and its running child
+        processes' (the graph worker) and their waited-for children's."""
         ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        total = 0
+        for pid in [self.pid, *_children(self.pid)]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except FileNotFoundError:  # a child that ended in between
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / ticks
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+
+def _children(pid: int) -> list[int]:
+    """Every live descendant of ``pid``."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids = [int(k) for k in task.read_text().split()]
+        except FileNotFoundError:
+            continue
+        for kid in kids:
+            found += [kid, *_children(kid)]
+    return found
 
 
 @contextmanager

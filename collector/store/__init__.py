@@ -137,9 +137,17 @@ class GraphPass:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._external = False
+
+    def external(self) -> None:
+        """Another process steps this store's backlog (``graph_worker``): writes wake nothing here."""
+        with self._lock:
+            self._external = True
 
     def wake(self) -> None:
         with self._lock:
+            if self._external:
+                return
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
@@ -236,6 +244,15 @@ class SpanStore(Protocol):
 
     def graph_backlog(self) -> int:
         """Spans written whose graph facts are not derived yet."""
+        ...
+
+    def graph_step(self) -> int:
+        """One bounded step of the graph pass (derive and write a few queued batches); how many spans."""
+        ...
+
+    def graph_pass_external(self) -> None:
+        """Leave the background graph pass to another process (``hoptrace serve``'s graph worker):
+        writes no longer start one in this process. ``graph_sync`` still works."""
         ...
 
     def create_project(self, name: str) -> Project: ...

@@ -418,6 +418,9 @@ class PostgresStore:
     def graph_sync(self) -> int:
         return self._graph.sync()
 
+    def graph_pass_external(self) -> None:
+        self._graph.external()
+
     def graph_backlog(self) -> int:
         return self._read(lambda conn: backlog_size(_Sql(conn)))
 

@@ -49,6 +49,7 @@ from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MI
 ANALYZE_EVERY = 256
 ANALYZE_ROWS = 1000
 T = TypeVar("T")
+WRITER_CACHE_KIB = 64 * 1024
 _SPAN_COLUMNS = (
     "s.trace_id, s.span_id, s.parent_span_id, s.service_name, s.name, s.kind, s.start_ns, s.end_ns, s.status, s.data"
 )
@@ -67,6 +68,9 @@ class SqliteStore:
         self._commits = 0
         self._local = threading.local()
         self._writer = self._connect()
+        # The writer's page cache: the term index takes values in random order, and past the
+        # default 2 MiB each insert would read its b-tree pages back from the file.
+        self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         self._graph = GraphPass(self.graph_step, "hoptrace-graph-sqlite")
 
     @classmethod
@@ -358,6 +362,9 @@ class SqliteStore:
 
     def graph_sync(self) -> int:
         return self._graph.sync()
+
+    def graph_pass_external(self) -> None:
+        self._graph.external()
 
     def graph_backlog(self) -> int:
         return backlog_size(_Sql(self._reader()))

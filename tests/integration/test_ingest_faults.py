@@ -355,6 +355,31 @@ def test_a_flood_is_refused_with_retry_after_memory_stays_bounded_and_nothing_ac
     )
 
 
+def test_a_full_backlog_refuses_a_request_before_decoding_it(store_url: str) -> None:
+    """Refused with 503 and Retry-After while the backlog is full, however bad the body: decoding
+    it would be work thrown away. Once the backlog drains, the same body gets its 400."""
+    garbage = b"\x0a\xff\xff\xff\xff\x0f not protobuf"
+    with CollectorProcess(store_url, "--max-pending-spans", "10") as collector, collector.client() as http:
+        assert http.post("/v1/traces", content=garbage, headers=PROTO).status_code == 400
+        waiting = make_batch(10)
+
+        def post_waiting() -> httpx.Response:
+            with collector.client(timeout=60) as other:
+                return other.post("/v1/traces", content=waiting.body, headers=PROTO)
+
+        with WriteLock(store_url) as lock, ThreadPoolExecutor(1) as pool:
+            accepted = pool.submit(post_waiting)
+            wait_until(lambda: pending_spans(http) >= 10, 30, "the first batch waits for the locked store")
+            refused = http.post("/v1/traces", content=garbage, headers=PROTO)
+            also_refused = http.post("/v1/traces", content=make_batch(1).body, headers=PROTO)
+            lock.release()
+            assert accepted.result(60).status_code == 200
+        assert (refused.status_code, also_refused.status_code) == (503, 503), (refused.text, also_refused.text)
+        assert _seconds(refused) and _seconds(also_refused)
+        assert http.post("/v1/traces", content=garbage, headers=PROTO).status_code == 400
+        assert stored_ids(http, waiting) == set(waiting.span_ids)
+
+
 def _seconds(response: httpx.Response) -> bool:
     value = response.headers.get("retry-after", "")
     return value.isdigit() and int(value) >= 1
