@@ -168,7 +168,7 @@ def keys(span: GraphSpan, v: naming.View | None = None) -> list[HopKey]:
                     detail = span.text("db.operation.name", "db.operation") or ""
                 else:
                     detail = span.text("hoptrace.dynamodb.event_name") or ""
-                ddb_end = end._replace(detail=detail)
+                ddb_end = HopEnd(end[0], end[1], end[2], end[3], end[4], end[5], detail, end[7], end[8])
             add(HopKey(p, side, "dynamodb_item" if p.startswith("ddb:item:") else "dynamodb_key", ddb_end))
     return found
 

@@ -285,6 +285,15 @@ SHAPE_KEYS = (
     "http.route", "http.request.method", "http.method", "hoptrace.schedule.rule", "messaging.batch.message_count",
     "messaging.operation.type", "messaging.operation", "http.response.status_code", "error.type",
 )  # fmt: skip
+# Every span attribute anything in hoptrace.graph reads (naming, hop keys, facts, rollups): a store
+# may leave the others (labels, request ids, …) undecoded when it builds spans for the graph
+# alone. test_graph_naming checks every attribute name written in the graph's source is here.
+READ_KEYS = frozenset(SHAPE_KEYS) | {
+    "url.full", "http.url", "hoptrace.pointers", "messaging.message.id", "messaging.message_id",
+    "db.operation.name", "db.operation", "hoptrace.dynamodb.event_name", "hoptrace.messaging.receive_count",
+    "hoptrace.faas.receive_count", "hoptrace.faas.retry", "hoptrace.faas.timeout", "hoptrace.throttled",
+    "faas.coldstart", "faas.name", "cloud.platform", "telemetry.distro.name",
+}  # fmt: skip
 _CACHE_MAX = 8192
 _views: dict[tuple[object, ...], View] = {}
 

@@ -60,6 +60,44 @@ class LatencySketch:
         self.count += other.count
         return self
 
+    def merge_bytes(self, data: bytes) -> LatencySketch:
+        """Add a serialised sketch (``to_bytes``) into this one, decoded straight into its buckets:
+        the same as ``merge(from_bytes(data))`` without the sketch in between (a day's map merges
+        thousands). Malformed data raises ValueError, leaving this sketch partly merged."""
+        if not data or data[0] != _VERSION:
+            raise ValueError("not a hoptrace latency sketch (unknown version)")
+        try:
+            # Varints of one byte (below 0x80) are nearly all of them: read inline, others by _read_varint.
+            zero = data[1]
+            pos = 2
+            if zero & 0x80:
+                zero, pos = _read_varint(data, 1)
+            n = data[pos]
+            pos += 1
+            if n & 0x80:
+                n, pos = _read_varint(data, pos - 1)
+            buckets = self.buckets
+            get = buckets.get
+            index = 0
+            total = zero
+            for _ in range(n):
+                zz = data[pos]
+                pos += 1
+                if zz & 0x80:
+                    zz, pos = _read_varint(data, pos - 1)
+                index += (zz >> 1) ^ -(zz & 1)
+                count = data[pos]
+                pos += 1
+                if count & 0x80:
+                    count, pos = _read_varint(data, pos - 1)
+                buckets[index] = get(index, 0) + count
+                total += count
+        except IndexError:
+            raise ValueError("truncated latency sketch") from None
+        self.zero += zero
+        self.count += total
+        return self
+
     def quantile(self, q: float) -> float | None:
         """The q-quantile (0..1), within ALPHA of the true value; None when empty."""
         if self.count == 0:

@@ -21,6 +21,7 @@ from . import naming
 from .hops import PRODUCER_SIDE, Hop, HopKey, keys
 from .spans import STATUS_ERROR, GraphSpan
 
+_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps' own, without its per-call set-up
 SEEN_CAP = 2000  # span ids remembered per trace for counting each span once (bounds the facts' size)
 # A message sent along one of these expects a consumer; a DynamoDB write does not (no stream, maybe).
 _SEND_VIA = frozenset({"message_id", "event_id", "sequence_number", "md5"})
@@ -144,14 +145,13 @@ class TraceFacts:
         return self
 
     def to_json(self) -> str:
-        return json.dumps(
+        return _JSON.encode(
             {
                 "start_ns": self.start_ns, "end_ns": self.end_ns, "services": sorted(self.services),
                 "resources": sorted(self.resources), "errors": self.errors, "cold_starts": self.cold_starts,
                 "retries": self.retries, "sends": sorted(self.sends), "entry": self.entry, "entry_ns": self.entry_ns,
                 "seen": sorted(self.seen),
-            },
-            separators=(",", ":"),
+            }
         )  # fmt: skip
 
     def packed(self) -> PackedFacts:

@@ -43,14 +43,29 @@ START_NS = (time.time_ns() // MINUTE_NS - 25 * 60) * MINUTE_NS  # a day and an h
 def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--graph-spans", type=int, default=1_000_000, help="spans to correlate (default 1M)")
     group.add_argument("--graph-ingest-spans", type=int, default=60_000, help="spans written through the store")
+    group.add_argument(
+        "--graph-sections", default="correlation,ingest", help="comma-separated: correlation, ingest (default both)"
+    )
+    group.add_argument(
+        "--graph-stores", default="", help="comma-separated SQLite stores (e.g. bench populate's) to read, read-only: "
+        "map of 1 h / 24 h and transaction fetch p95 at their size",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> Report:
     quick = bool(getattr(args, "quick", False))
     n_corr = 60_000 if quick else args.graph_spans
     n_ingest = 12_000 if quick else args.graph_ingest_spans
-    report = Report("graph", config={"correlation_spans": n_corr, "ingest_spans": n_ingest, "quick": quick})
-    report.sections.append(_correlation(n_corr))
+    sections = set(getattr(args, "graph_sections", "correlation,ingest").split(","))
+    stores = [p for p in getattr(args, "graph_stores", "").split(",") if p]
+    report = Report("graph", config={"correlation_spans": n_corr, "ingest_spans": n_ingest, "quick": quick,
+                                     "sections": sorted(sections), "stores": stores})  # fmt: skip
+    for path in stores:
+        report.sections.append(_big_store(Path(path), repeats=5 if quick else 20))
+    if "correlation" in sections:
+        report.sections.append(_correlation(n_corr))
+    if "ingest" not in sections:
+        return report
     with tempfile.TemporaryDirectory(prefix="hoptrace-bench-graph-") as tmp:
         with postgres_server() as server:  # a throwaway server, stopped with this block
             pg_section, pg_store = _ingest(Path(tmp), n_ingest, "postgresql", server)
@@ -59,6 +74,7 @@ def run(args: argparse.Namespace) -> Report:
         ingest, store = _ingest(Path(tmp), n_ingest, "sqlite")
         report.sections.append(ingest)
         try:
+            report.sections.append(_agreement(store, n_ingest))
             report.sections.append(_transactions(store))
             report.sections.append(_map(store, Path(store.path), repeats=5 if quick else 20))
         finally:
@@ -136,8 +152,11 @@ def _correlation(n: int) -> Section:
 # -- ingest through the store ---------------------------------------------------------------------------
 
 
+INGEST_START_NS = START_NS + 3600 * 10**9  # the ingest run's spans: an hour into the rollups' day
+
+
 def _requests(n: int) -> list[Any]:
-    return [normalise(to_request(b), Limits(max_spans=100_000)) for b in batches(n, START_NS + 3600 * 10**9)]
+    return [normalise(to_request(b), Limits(max_spans=100_000)) for b in batches(n, INGEST_START_NS)]
 
 
 def _ingest(tmp: Path, n: int, backend: str, server_url: str = "") -> tuple[Section, Any]:
@@ -314,4 +333,151 @@ def _map(store: sqlite_store.SqliteStore, path: Path, repeats: int) -> Section:
             section.rows.append(Row(f"map of {label}", "ms", "reading its minute rows raw, p95",
                                     percentile(fetched, 95), p95, goal=f"< {goal:.0f} ms", met=p95 < goal))  # fmt: skip
             section.raw[label] = {"map_ms": built, "rows_ms": fetched}
+    return section
+
+
+# -- same results ---------------------------------------------------------------------------------------
+
+
+def _agreement(store: sqlite_store.SqliteStore, n: int) -> Section:
+    """The store's graph pass (SQL, derived in passes beside ingest) against the in-memory
+    correlator (the reference) on the same spans: what either optimises must not change results."""
+    from hoptrace.collector.store import TransactionQuery
+
+    progress("graph: the same spans through the in-memory correlator, compared with the store")
+    correlator = Correlator()
+    for b in batches(n, INGEST_START_NS):
+        correlator.add(b)
+    expected = {t.id: t for t in correlator.transactions()}
+    stored = {t.id: t for t in store.search_transactions(1, TransactionQuery(limit=10 * len(expected) + 10))}
+    same = sum(1 for tid, t in expected.items() if stored.get(tid) == t)
+    hops = sorted(correlator.hops)
+    stored_hops = []
+    for tid in stored:
+        found = store.transaction(1, bytes.fromhex(tid))
+        stored_hops += found[1] if found is not None else []
+    first = INGEST_START_NS // MINUTE_NS
+    window = (first - 1, first + 24 * 60)
+    map_same = (
+        ServiceMap(*correlator.rollups.window(*window)).to_json()
+        == ServiceMap(*store.graph_window(1, window[0] * MINUTE_NS, window[1] * MINUTE_NS)).to_json()
+    )
+    all_same = same == len(expected) == len(stored) and sorted(stored_hops) == hops and map_same
+    return Section(
+        "same results: the store's graph pass and the in-memory correlator (SQLite)",
+        f"the ingest run's {n} spans also through Correlator in the same export batches; transactions compared "
+        "field by field, hops of every transaction, and the map's JSON of the whole window.",
+        rows=[
+            Row(
+                "transactions identical to the correlator's",
+                "transactions",
+                "transactions the correlator found",
+                len(expected),
+                same,
+                goal="all, and no others",
+                met=all_same,
+                note=f"store has {len(stored)}; hops {'identical' if sorted(stored_hops) == hops else 'DIFFER'} "
+                f"({len(hops)}); map {'identical' if map_same else 'DIFFERS'}",
+            )
+        ],
+        raw={
+            "transactions": len(expected),
+            "stored": len(stored),
+            "identical": same,
+            "hops": len(hops),
+            "hops_same": sorted(stored_hops) == hops,
+            "map_same": map_same,
+        },
+    )
+
+
+# -- a big store, read-only -------------------------------------------------------------------------------
+
+
+class _ReadOnly:
+    """``graph_sql.Sql`` on a read-only connection: a populated store (maybe still being filled by
+    another process) is only read, never migrated, analysed or written."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+
+    def rows(self, sql: str, args: Any) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, args).fetchall()
+
+    def run(self, sql: str, args: Any) -> int:
+        raise RuntimeError("read-only")
+
+    def run_many(self, sql: str, rows: Any) -> None:
+        raise RuntimeError("read-only")
+
+
+def _trace_rows(sql: _ReadOnly, trace_id: bytes) -> list[tuple[Any, ...]]:
+    """A trace's spans as ``SqliteStore.trace`` reads them (spans + resources)."""
+    return sql.rows(
+        "SELECT s.trace_id, s.span_id, s.parent_span_id, s.service_name, s.name, s.kind, s.start_ns, s.end_ns,"
+        " s.status, s.data, r.data FROM spans s INDEXED BY spans_by_trace"
+        " JOIN resources r ON r.project_id = s.project_id AND r.key = s.resource_key"
+        " WHERE s.project_id = ? AND s.trace_id = ? ORDER BY s.start_ns, s.span_id",
+        (1, trace_id),
+    )
+
+
+def _big_store(path: Path, repeats: int) -> Section:
+    from hoptrace.collector.store.graph_reads import read_rollups, read_transaction
+
+    sql = _ReadOnly(path)
+    progress(f"graph: reading {path} (read-only)")
+    (spans,) = sql.rows("SELECT count(*) FROM spans WHERE project_id = 1", [])[0]
+    (txns,) = sql.rows("SELECT count(*) FROM transactions WHERE project_id = 1", [])[0]
+    (last,) = sql.rows("SELECT max(minute) FROM edge_rollups WHERE project_id = 1", [])[0]
+    section = Section(
+        f"map and transaction fetch with {spans:,} spans stored (SQLite, {path.name})",
+        f"a store filled by `hoptrace bench populate` ({spans:,} spans, {txns:,} transactions), opened read-only; "
+        f"map of the 1 h and 24 h windows ending at its last minute (merge of hourly + minute rollups, networkx "
+        f"model, JSON), p95 of {repeats}; transaction fetch (summary, hops, every span of every member trace) "
+        "of 300 random transactions, p95.",
+    )
+    end_minute = int(last) + 1
+    for label, hours in (("1 h", 1), ("24 h", 24)):
+        start_minute = end_minute - hours * 60
+        built, fetched = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for table in ("edge_rollups", "node_rollups"):  # every minute row of the window, unmerged
+                sql.rows(f"SELECT * FROM {table} WHERE project_id = 1 AND minute >= ? AND minute < ?",
+                         (start_minute, end_minute))  # fmt: skip
+            fetched.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            ServiceMap(*read_rollups(sql, 1, start_minute, end_minute)).to_json()
+            built.append((time.perf_counter() - t0) * 1000)
+        p95 = percentile(built, 95)
+        section.rows.append(Row(f"map of {label}", "ms", "reading its minute rows raw, p95", percentile(fetched, 95),
+                                p95, goal="< 100 ms", met=p95 < 100))  # fmt: skip
+        section.raw[label] = {"map_ms": built, "rows_ms": fetched}
+    rng = random.Random(3)
+    (top,) = sql.rows("SELECT max(rowid) FROM transactions", [])[0]
+    sample: list[bytes] = []
+    while len(sample) < 300 and top:
+        found = sql.rows("SELECT id FROM transactions WHERE rowid >= ? AND project_id = 1 LIMIT 1",
+                         (rng.randint(1, int(top)),))  # fmt: skip
+        if found:
+            sample.append(bytes(found[0][0]))
+    fetch, baseline = [], []
+    for txn in sample:
+        t0 = time.perf_counter()
+        _trace_rows(sql, txn)  # the entry trace alone (a transaction's id is its root trace's)
+        baseline.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        got = read_transaction(sql, 1, txn)
+        assert got is not None
+        for trace_id in got[0].trace_ids:
+            _trace_rows(sql, bytes.fromhex(trace_id))
+        fetch.append((time.perf_counter() - t0) * 1000)
+    if sample:
+        p95 = percentile(fetch, 95)
+        note = f"p50 {percentile(fetch, 50):.2f} ms"
+        section.rows.append(Row("transaction fetch p95", "ms", "its entry trace alone, p95", percentile(baseline, 95),
+                                p95, goal="< 10 ms", met=p95 < 10, note=note))  # fmt: skip
+        section.raw["fetch_ms"], section.raw["trace_ms"] = fetch, baseline
+    sql.conn.close()
     return section

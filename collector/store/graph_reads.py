@@ -13,7 +13,7 @@ from hoptrace.graph.rollup import EdgeKey, Rollup
 from hoptrace.graph.transactions import Transaction
 
 from . import TransactionQuery
-from .graph_sql import ROLLUP_COLUMNS, Sql, from_row, load_hops
+from .graph_sql import ROLLUP_COLUMNS, Sql, from_row, load_hops, merge_row
 
 
 def _transaction(row: Sequence[Any]) -> Transaction:
@@ -55,13 +55,20 @@ def read_rollups(
             " WHERE project_id = ? AND minute >= ? AND minute < ?",
             [project, lo, hi],
         ):
-            nodes.setdefault(row[0], Rollup()).merge(from_row(row[1:]))
+            node = nodes.get(row[0])
+            if node is None:
+                node = nodes[row[0]] = Rollup()
+            merge_row(node, row[1:])
         for row in sql.rows(
             f"SELECT source, target, kind, {ROLLUP_COLUMNS} FROM edge_rollups{tier}"
             " WHERE project_id = ? AND minute >= ? AND minute < ?",
             [project, lo, hi],
         ):
-            edges.setdefault((row[0], row[1], row[2]), Rollup()).merge(from_row(row[3:]))
+            key = (row[0], row[1], row[2])
+            edge = edges.get(key)
+            if edge is None:
+                edge = edges[key] = Rollup()
+            merge_row(edge, row[3:])
     return nodes, edges
 
 

@@ -30,13 +30,17 @@ def _value(value: AnyValue) -> AttrValue | None:
     return None
 
 
-def attributes(kvs: Any) -> dict[str, AttrValue]:
+def attributes(kvs: Any, keep: frozenset[str] | None = None) -> dict[str, AttrValue]:
+    """Decoded attributes; with ``keep``, only those keys (the rest are never decoded)."""
     out: dict[str, AttrValue] = {}
     kv: KeyValue
     for kv in kvs:  # per attribute of every span the graph pass reads: no checks beyond the type
+        key = kv.key
+        if keep is not None and key not in keep:
+            continue
         v = _value(kv.value)
         if v is not None:
-            out[kv.key] = v
+            out[key] = v
     return out
 
 
@@ -55,32 +59,41 @@ def _link_type(link: Span.Link) -> str | None:
 
 def graph_span(row: SpanRow | StoredSpan, resource: dict[str, AttrValue], service: str | None = None) -> GraphSpan:
     """The graph's view of a stored span (``resource``: its resource's decoded attributes)."""
+    return decoded_span(
+        row.trace_id, row.span_id, row.parent_span_id or None, service or row.service_name, row.name, row.kind,
+        row.start_ns, row.end_ns, row.status, row.data, resource,
+    )  # fmt: skip
+
+
+def decoded_span(
+    trace_id: bytes, span_id: bytes, parent_span_id: bytes | None, service: str, name: str, kind: int, start_ns: int,
+    end_ns: int, status: int, data: bytes, resource: dict[str, AttrValue], keep: frozenset[str] | None = None,
+) -> GraphSpan:  # fmt: skip
+    """A ``GraphSpan`` from a span row's columns and its protobuf bytes (the graph pass's path:
+    no intermediate row object per span); ``keep``: the span attributes to decode (all: None)."""
     span = Span()
-    span.ParseFromString(row.data)
-    exceptions = tuple(
-        kv.value.string_value
-        for event in span.events
-        if event.name == "exception"
-        for kv in event.attributes
-        if kv.key == "exception.type"
+    span.ParseFromString(data)
+    exceptions = (
+        tuple(
+            kv.value.string_value
+            for event in span.events
+            if event.name == "exception"
+            for kv in event.attributes
+            if kv.key == "exception.type"
+        )
+        if span.events
+        else ()
     )
-    links = tuple(
-        SpanLink(link.trace_id, link.span_id, _link_type(link))
-        for link in span.links
-        if len(link.trace_id) == 16 and len(link.span_id) == 8
+    links = (
+        tuple(
+            SpanLink(link.trace_id, link.span_id, _link_type(link))
+            for link in span.links
+            if len(link.trace_id) == 16 and len(link.span_id) == 8
+        )
+        if span.links
+        else ()
     )
     return GraphSpan(
-        trace_id=row.trace_id,
-        span_id=row.span_id,
-        parent_span_id=row.parent_span_id or None,
-        service=service or row.service_name,
-        name=row.name,
-        kind=row.kind,
-        start_ns=row.start_ns,
-        end_ns=row.end_ns,
-        status=row.status,
-        attributes=attributes(span.attributes),
-        resource=resource,
-        links=links,
-        exception_types=exceptions,
-    )
+        trace_id, span_id, parent_span_id, service, name, kind, start_ns, end_ns, status,
+        attributes(span.attributes, keep), resource, links, exceptions,
+    )  # fmt: skip

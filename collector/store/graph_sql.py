@@ -24,13 +24,13 @@ from typing import Any, Protocol
 
 from hoptrace.graph.correlator import Derived, derive, match_key
 from hoptrace.graph.hops import CONSUMER_SIDE, PRODUCER_SIDE, Hop, HopEnd, HopKey, delivery, strongest
+from hoptrace.graph.naming import READ_KEYS
 from hoptrace.graph.rollup import Rollup, Rollups
 from hoptrace.graph.spans import AttrValue, GraphSpan
 from hoptrace.graph.transactions import TraceFacts, Transaction, plan_hop, summarise
 
 from ..otlp import SpanBatch
-from . import StoredSpan
-from .graph_rows import graph_span, resource_attributes
+from .graph_rows import decoded_span, resource_attributes
 
 CHUNK = 400  # values per IN (...) list
 # Spans per graph pass: derived outside the write lock, so a pass may be larger than a commit
@@ -158,7 +158,8 @@ def backlog_size(sql: Sql) -> int:
 
 
 def load_spans(sql: Sql, project: int, packed: bytes) -> list[GraphSpan]:
-    """The graph's view of the stored spans named in ``packed`` (each once; gone ones skipped)."""
+    """The graph's view of the stored spans named in ``packed`` (each once; gone ones skipped),
+    with only the span attributes the graph reads (``naming.READ_KEYS``) decoded."""
     wanted = {(packed[i : i + 16], packed[i + 16 : i + ID_SIZE]) for i in range(0, len(packed), ID_SIZE)}
     resources: dict[bytes, dict[str, AttrValue]] = {}
     out: list[GraphSpan] = []
@@ -176,13 +177,13 @@ def load_spans(sql: Sql, project: int, packed: bytes) -> list[GraphSpan]:
             if ids not in wanted:
                 continue
             wanted.discard(ids)  # a batch sent twice is stored twice: derive it once
-            stored = StoredSpan(ids[0], ids[1], bytes(row[2]) if row[2] else None, row[3], row[4], int(row[5]),
-                                int(row[6]), int(row[7]), int(row[8]), bytes(row[9]), bytes(row[10]))  # fmt: skip
             key = bytes(row[11])
             attrs = resources.get(key)
             if attrs is None:
-                attrs = resources[key] = resource_attributes(stored.resource)
-            out.append(graph_span(stored, attrs))
+                attrs = resources[key] = resource_attributes(bytes(row[10]))
+            parent = bytes(row[2]) if row[2] else None
+            out.append(decoded_span(ids[0], ids[1], parent, row[3], row[4], int(row[5]), int(row[6]), int(row[7]),
+                                    int(row[8]), bytes(row[9]), attrs, READ_KEYS))  # fmt: skip
     return out
 
 
@@ -204,23 +205,26 @@ class _GraphWrite:
             derived = derive(fresh)
         if derived.skipped:
             logger.warning("hoptrace: %d span(s) left off the graph (unreadable attributes)", derived.skipped)
-        touched = self._merge_facts(derived.facts, stored)
+        merged = self._merge_facts(derived.facts, stored)
         hops, joins = self._match(derived.keys)
         for hop in hops:
             derived.rollups.add_hop(hop)
         self._merge_rollups(derived.rollups)
         changed, dropped = self._join_all(joins)
-        changed |= self._transactions_of_all(touched)
-        self._summarise_all(sorted(changed - dropped))
+        changed |= self._transactions_of_all(list(merged))
+        self._summarise_all(sorted(changed - dropped), merged)
 
     # -- per-trace facts and membership ---------------------------------------------------
 
-    def _merge_facts(self, facts: dict[bytes, TraceFacts], known: dict[bytes, TraceFacts]) -> list[bytes]:
+    def _merge_facts(self, facts: dict[bytes, TraceFacts], known: dict[bytes, TraceFacts]) -> dict[bytes, TraceFacts]:
+        """Store the batch's facts merged into what was known of their traces; returns the merged
+        facts by trace (what the summaries of their transactions read, without reading them back)."""
         traces = sorted(facts)
         stored = {t: known[t] for t in traces if t in known}  # facts of traces seen before
         rows = []
+        out: dict[bytes, TraceFacts] = {}
         for trace_id in traces:
-            merged = stored.get(trace_id, TraceFacts()).merge(facts[trace_id])
+            merged = out[trace_id] = stored.get(trace_id, TraceFacts()).merge(facts[trace_id])
             rows.append((self.project, trace_id, merged.start_ns, merged.to_json()))
         self.sql.run_many(
             "INSERT INTO trace_facts (project_id, trace_id, start_ns, facts) VALUES (?, ?, ?, ?)"
@@ -234,7 +238,7 @@ class _GraphWrite:
             " ON CONFLICT DO NOTHING",
             [(self.project, t, t) for t in new],
         )
-        return traces
+        return out
 
     def _transactions_of_all(self, traces: Sequence[bytes]) -> set[bytes]:
         found: set[bytes] = set()
@@ -434,8 +438,13 @@ class _GraphWrite:
             [self.project, *key, *to_row(merged)],
         )
 
-    def _summarise_all(self, txns: list[bytes]) -> None:
-        """Recompute the stored summaries of these transactions, a few statements for all of them."""
+    def _summarise_all(self, txns: list[bytes], known: dict[bytes, TraceFacts]) -> None:
+        """Recompute the stored summaries of these transactions, a few statements for all of them
+        (``known``: facts of traces already in hand, not read again).
+
+        A transaction only grows (traces join it, facts gain spans), so its search terms only
+        grow: the terms it did not have are added, and the rest left alone; one that would lose a
+        term (never, by the rules) has its terms written afresh."""
         members: dict[bytes, list[bytes]] = {}
         for chunk in _chunks(txns):
             for txn, trace in self.sql.rows(
@@ -445,9 +454,18 @@ class _GraphWrite:
             ):
                 members.setdefault(bytes(txn), []).append(bytes(trace))
         traces = sorted({t for ts in members.values() for t in ts})
-        facts = load_facts(self.sql, self.project, traces)
+        facts = load_facts(self.sql, self.project, [t for t in traces if t not in known])
+        facts.update((t, known[t]) for t in traces if t in known)
+        before: dict[bytes, set[tuple[str, str]]] = {}
+        for chunk in _chunks(sorted(members)):
+            for txn, summary in self.sql.rows(
+                f"SELECT id, summary FROM transactions WHERE project_id = ? AND id IN ({_marks(len(chunk))})",
+                [self.project, *chunk],
+            ):
+                d = json.loads(summary)
+                before[bytes(txn)] = {("service", n) for n in d["services"]} | {("resource", n) for n in d["resources"]}
         hops = load_hops(self.sql, self.project, traces)
-        rows, terms = [], []
+        rows, terms, rewrite = [], [], []
         leaving: dict[bytes, list[Hop]] = {}
         for hop in hops:
             leaving.setdefault(hop.from_trace, []).append(hop)
@@ -457,15 +475,20 @@ class _GraphWrite:
             )
             rows.append((self.project, txn, t.start_ns, t.end_ns, t.end_ns - t.start_ns, t.errors, int(t.incomplete),
                          t.hops, transaction_json(t)))  # fmt: skip
-            terms += [(self.project, "service", name, txn) for name in t.services]
-            terms += [(self.project, "resource", name, txn) for name in t.resources]
+            now = [("service", name) for name in t.services] + [("resource", name) for name in t.resources]
+            had = before.get(txn, set())
+            if had.issubset(now):
+                terms += [(self.project, key, value, txn) for key, value in now if (key, value) not in had]
+            else:
+                rewrite.append(txn)
+                terms += [(self.project, key, value, txn) for key, value in now]
         self.sql.run_many(
             "INSERT INTO transactions (project_id, id, start_ns, end_ns, duration_ns, errors, incomplete, hops,"
             " summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             f" ON CONFLICT (project_id, id) DO UPDATE SET {_TXN_SET}",
             rows,
         )
-        for chunk in _chunks(sorted(members)):
+        for chunk in _chunks(rewrite):
             self.sql.run(
                 f"DELETE FROM transaction_terms WHERE project_id = ? AND transaction_id IN ({_marks(len(chunk))})",
                 [self.project, *chunk],
@@ -491,6 +514,26 @@ def to_row(r: Rollup) -> tuple[Any, ...]:
 def from_row(row: Sequence[Any]) -> Rollup:
     """A rollup from its value columns (``ROLLUP_COLUMNS``, or the first eight of them)."""
     return Rollup.from_row(tuple(row[:6]), bytes(row[6]), bytes(row[7]), *row[8:10])
+
+
+def merge_row(into: Rollup, row: Sequence[Any]) -> Rollup:
+    """``into.merge(from_row(row))`` without building the row's rollup and its two sketches (a
+    window of the map merges thousands of rows)."""
+    into.count += int(row[0])
+    into.errors += int(row[1])
+    into.throttles += int(row[2])
+    into.ok += int(row[3])
+    into.client_errors += int(row[4])
+    into.faults += int(row[5])
+    if row[6]:
+        into.latency.merge_bytes(bytes(row[6]))
+    if row[7]:
+        into.dwell.merge_bytes(bytes(row[7]))
+    if len(row) > 8:
+        into.cold_starts += int(row[8])
+        if len(row) > 9:
+            into.timeouts += int(row[9])
+    return into
 
 
 def load_facts(sql: Sql, project: int, traces: Sequence[bytes], fill: bool = True) -> dict[bytes, TraceFacts]:

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from hoptrace.graph import naming
-from hoptrace.graph.naming import SHAPE_KEYS, Node, view, view_uncached
+from hoptrace.graph.naming import READ_KEYS, SHAPE_KEYS, Node, view, view_uncached
 from tests.unit.graph_scenarios import CLIENT, CONSUMER, SERVER, lam, new_trace, span
 
 
@@ -54,3 +54,14 @@ def test_a_batch_invocation_of_ours_carries_no_dwell_edge_its_single_record_twin
 
     assert invocation(1).dwell_edge == "queue:orders|function:worker"
     assert invocation(10).dwell_edge == ""
+
+
+def test_every_attribute_name_in_the_graph_source_is_one_the_store_decodes_for_it() -> None:
+    # The graph pass decodes only READ_KEYS of a span's attributes: a name read anywhere in
+    # hoptrace.graph and missing there would silently read as absent in the stores.
+    named: set[str] = set()
+    for path in Path(naming.__file__).parent.glob("*.py"):
+        named.update(re.findall(r'"([a-z_0-9]+(?:\.[a-z_0-9]+)+)"', path.read_text()))
+    assert {"hoptrace.pointers", "faas.coldstart", "messaging.message.id"} <= named  # the scan finds them
+    spellings = set(naming._SYSTEMS)  # messaging.system values, not attribute names
+    assert named - spellings <= READ_KEYS

@@ -59,3 +59,23 @@ def test_bytes_that_are_not_a_sketch_are_refused() -> None:
         LatencySketch.from_bytes(b"\x09\x00")
     with pytest.raises(ValueError, match="truncated"):
         LatencySketch.from_bytes(LatencySketch.of([5.0, 50.0]).to_bytes()[:-1])
+
+
+def test_merging_serialised_bytes_equals_merging_the_decoded_sketch() -> None:
+    rng = random.Random(7)
+    for _ in range(50):
+        # values across many decades: bucket deltas and counts of one and of several varint bytes
+        a = LatencySketch.of(rng.lognormvariate(2, 4) for _ in range(rng.randint(0, 300)))
+        b = LatencySketch.of([0.0] * rng.randint(0, 200) + [rng.lognormvariate(0, 6) for _ in range(300)])
+        b.add(5.0, 100_000)
+        into, reference = LatencySketch.from_bytes(a.to_bytes()), LatencySketch.from_bytes(a.to_bytes())
+        into.merge_bytes(b.to_bytes())
+        reference.merge(LatencySketch.from_bytes(b.to_bytes()))
+        assert (into.buckets, into.zero, into.count) == (reference.buckets, reference.zero, reference.count)
+
+
+def test_merging_bytes_that_are_no_sketch_is_refused() -> None:
+    whole = LatencySketch.of([1.0, 200.0, 3e6]).to_bytes()
+    for bad in (b"", b"\x09" + whole[1:], whole[:-1]):
+        with pytest.raises(ValueError):
+            LatencySketch().merge_bytes(bad)
