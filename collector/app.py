@@ -157,12 +157,13 @@ def create_app(config: CollectorConfig | None = None, store: SpanStore | None = 
         lifespan=lifespan,
     )
 
-    from . import api, graph_api, ingest, issues_api
+    from . import api, graph_api, health_api, ingest, issues_api
 
     app.include_router(ingest.router)
     app.include_router(api.router)
     app.include_router(graph_api.router)
     app.include_router(issues_api.router)
+    app.include_router(health_api.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and the writer's backlog")
     def health(request: Request) -> dict[str, Any]:

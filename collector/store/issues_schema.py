@@ -120,13 +120,31 @@ ISSUES_MIGRATION: list[str] = [
     "ALTER TABLE tokens_v7 RENAME TO tokens",
 ]
 
+# Function health: errors per function, minute and class (exception, http_5xx, timeout, error),
+# one per failed span, counted by the issue pass beside the occurrences; the rest of a function's
+# health (invocations, throttles, latency, cold starts, timeouts) is the graph's node rollups.
+HEALTH_MIGRATION: list[str] = [
+    """CREATE TABLE function_errors (
+        project_id INTEGER NOT NULL,
+        function TEXT NOT NULL,
+        minute BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (project_id, function, minute, kind)
+    )""",
+    "CREATE INDEX function_errors_by_minute ON function_errors (minute)",
+]
+
 # The tables ISSUES_MIGRATION creates (tokens aside, which it rebuilds).
 ISSUES_TABLES = ("issue_queue", "issues", "issue_functions", "issue_minutes", "issue_occurrences", "notify_channels",
                  "notify_rules", "notify_outbox", "notify_github_issues")  # fmt: skip
+
+HEALTH_TABLES = ("function_errors",)
 
 # Beside the graph's retention (same named parameters): occurrences and minutes go; issues stay.
 ISSUES_RETENTION = [
     "DELETE FROM issue_occurrences WHERE time_ns < %(cutoff)s",
     "DELETE FROM issue_minutes WHERE minute < %(minute)s",
+    "DELETE FROM function_errors WHERE minute < %(minute)s",
     "DELETE FROM notify_outbox WHERE state <> 'pending' AND done_ns < %(cutoff)s",
 ]

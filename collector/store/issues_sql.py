@@ -171,7 +171,11 @@ def _apply_project(sql: Sql, project: int, found: list[Occurrence], now: int) ->
     minutes: dict[tuple[int, int], int] = {}
     outbox: list[tuple[Any, ...]] = []
     occurrence_rows = []
+    classes: dict[tuple[str, int, str], int] = {}  # (function, minute, kind): failed spans
     for occ in fresh:
+        if occ.seq == 0:  # one error per span, whatever the number of its exception events
+            slot_key = (occ.function, occ.time_ns // MINUTE_NS, occ.kind)
+            classes[slot_key] = classes.get(slot_key, 0) + 1
         st = issues[occ.fingerprint]
         st.count += 1
         first, event = st.count == 1, "new"
@@ -211,6 +215,12 @@ def _apply_project(sql: Sql, project: int, found: list[Occurrence], now: int) ->
         "INSERT INTO issue_minutes (project_id, issue_id, minute, count) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (project_id, issue_id, minute) DO UPDATE SET count = issue_minutes.count + excluded.count",
         [(project, issue_id, minute, n) for (issue_id, minute), n in sorted(minutes.items())],
+    )
+    sql.run_many(
+        "INSERT INTO function_errors (project_id, function, minute, kind, count) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (project_id, function, minute, kind)"
+        " DO UPDATE SET count = function_errors.count + excluded.count",
+        [(project, fn, minute, kind, n) for (fn, minute, kind), n in sorted(classes.items())],
     )
     touched = sorted({issues[o.fingerprint].id: issues[o.fingerprint] for o in fresh}.items())
     sql.run_many(
@@ -433,6 +443,18 @@ def set_status(sql: Sql, project: int, issue_id: int, status: str) -> bool:
         [status, time.time_ns(), project, issue_id],
     )
     return changed > 0
+
+
+def function_errors(
+    sql: Sql, project: int, function: str, first_minute: int, end_minute: int
+) -> list[tuple[int, str, int]]:
+    """(minute, kind, failed spans) of a function in [first, end), oldest first."""
+    rows = sql.rows(
+        "SELECT minute, kind, count FROM function_errors WHERE project_id = ? AND function = ? AND minute >= ?"
+        " AND minute < ? ORDER BY minute, kind",
+        [project, function, first_minute, end_minute],
+    )
+    return [(int(m), k, int(n)) for m, k, n in rows]
 
 
 # -- rules and channels ------------------------------------------------------------------------

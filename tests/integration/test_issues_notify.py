@@ -38,7 +38,12 @@ TRACE = """Traceback (most recent call last):
 def _attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for k, v in d.items():
-        value = {"intValue": str(v)} if isinstance(v, int) and not isinstance(v, bool) else {"stringValue": str(v)}
+        if isinstance(v, bool):
+            value: dict[str, Any] = {"boolValue": v}
+        elif isinstance(v, int):
+            value = {"intValue": str(v)}
+        else:
+            value = {"stringValue": str(v)}
         out.append({"key": k, "value": value})
     return out
 

@@ -29,7 +29,7 @@ from hoptrace.collector.store import (
     TransactionQuery,
     open_store,
 )
-from hoptrace.collector.store.issues_schema import ISSUES_TABLES
+from hoptrace.collector.store.issues_schema import HEALTH_TABLES, ISSUES_TABLES
 from hoptrace.collector.store.schema import LATEST
 from tests.otlp_build import kvs, new_id, request, span
 from tests.pg import create_database, drop_database
@@ -927,7 +927,7 @@ def test_migrating_to_hourly_rollups_fills_them_from_the_minutes(store: SpanStor
     # … nor the term index of migration 6.
     statements += ["DROP INDEX span_terms_by_value_start",
                    "CREATE INDEX span_terms_by_value ON span_terms (project_id, value, key)"]  # fmt: skip
-    statements += [f"DROP TABLE {table}" for table in ISSUES_TABLES]  # migration 7
+    statements += [f"DROP TABLE {table}" for table in ISSUES_TABLES + HEALTH_TABLES]  # migrations 7 and 8
     if store_url.startswith("sqlite:"):
         with closing(sqlite3.connect(store_url[len("sqlite:///") :])) as conn, conn:
             for statement in statements:
