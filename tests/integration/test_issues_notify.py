@@ -369,3 +369,51 @@ def test_channel_secrets_are_never_returned_and_only_admin_tokens_change_rules_a
                      "/api/v1/channels", "/api/v1/channels/{channel_id}", "/api/v1/rules", "/api/v1/rules/{rule_id}",
                      "/api/v1/notifications"):  # fmt: skip
             assert path in paths
+
+
+def test_errors_acknowledged_before_a_kill_are_counted_once_after_the_restart(store_url: str) -> None:
+    collector = CollectorProcess(store_url, env=ENV).start()
+    try:
+        with collector.client() as api:
+            for batch in range(4):
+                send(api, errors(50, minute_start(4) + batch * S))
+        collector.kill()  # SIGKILL right after the last acknowledgement: the issue pass may be mid-way
+        collector = CollectorProcess(store_url, env=ENV).start()
+        with collector.client() as api:
+            settled(api)
+            assert [(i["kind"], i["count"]) for i in issues(api)] == [("exception", 200)]
+            (issue,) = issues(api)
+            minutes = api.get(f"/api/v1/issues/{issue['id']}", params={"from": "0"}).json()["timeline"]["minutes"]
+            assert sum(m["count"] for m in minutes) == 200
+    finally:
+        collector.stop()
+
+
+def test_retention_drops_old_occurrences_and_minutes_but_keeps_the_issue(tmp_path: Any) -> None:
+    from hoptrace.collector.notify import IssuePass
+    from hoptrace.collector.otlp import Limits, normalise, parse_request
+
+    store = open_store(f"sqlite:///{tmp_path / 'retention.db'}")
+    try:
+        store.migrate()
+        default = store.project("default")
+        assert default is not None
+        old, recent = minute_start(180), minute_start(5)
+        for start in (old, recent):
+            raw = httpx.Request("POST", "http://x", json=errors(2, start)).read()
+            request, rejected = parse_request(raw, "application/json")
+            store.write([(default.id, normalise(request, Limits(), rejected=rejected))])
+        passes = IssuePass(store)
+        while passes.step():
+            pass
+        store.delete_before(minute_start(60))
+        from hoptrace.collector.store import issues_sql as db
+
+        (issue,) = store.run_read(lambda sql: db.list_issues(sql, default.id, db.IssueQuery()))
+        assert issue.count == 4  # the issue keeps its count
+        occurrences = store.run_read(lambda sql: db.latest_occurrences(sql, default.id, issue.id, 10))
+        assert sorted(o.time_ns >= recent for o in occurrences) == [True, True]
+        minutes = store.run_read(lambda sql: db.timeline(sql, default.id, issue.id, 0, 2**40))
+        assert [m for m, _ in minutes] == [recent // MINUTE]
+    finally:
+        store.close()
