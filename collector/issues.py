@@ -65,6 +65,7 @@ class Occurrence:
     function: str
     message: str
     stacktrace: str
+    error_key: str = ""  # exceptions: type and raw message, to recognise one propagated through spans
 
 
 # -- stack traces -------------------------------------------------------------------------------
@@ -217,7 +218,27 @@ def _exception(span: GraphSpan, seq: int, event: ExceptionEvent, function: str) 
     culprit = str(frames[0]) if frames else function
     time_ns = event.time_ns or span.end_ns
     return Occurrence(span.trace_id, span.span_id, seq, time_ns, EXCEPTION, key, title, culprit, function,
-                      _cut(message, MAX_MESSAGE), _cut(stacktrace, MAX_STACKTRACE))  # fmt: skip
+                      _cut(message, MAX_MESSAGE), _cut(stacktrace, MAX_STACKTRACE), f"{type_}\0{message}")  # fmt: skip
+
+
+def without_propagated(found: Sequence[tuple[GraphSpan, list[Occurrence]]]) -> list[Occurrence]:
+    """The occurrences of spans read together, each error once: an exception recorded on a span
+    and again (same type and message) on the span it ran under — its parent, or the invocation a
+    record's span links to — went up through both; it counts once, where it was raised."""
+    below: set[tuple[bytes, str]] = set()
+    for span, occurrences_ in found:
+        above = [link.span_id for link in span.links if link.type == "invocation"]
+        if span.parent_span_id:
+            above.append(span.parent_span_id)
+        for occ in occurrences_:
+            if occ.kind == EXCEPTION:
+                below.update((span_id, occ.error_key) for span_id in above)
+    return [
+        occ
+        for _, occurrences_ in found
+        for occ in occurrences_
+        if not (occ.kind == EXCEPTION and (occ.span_id, occ.error_key) in below)
+    ]
 
 
 # -- notification rules -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, cast
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from hoptrace.graph.rollup import MINUTE_NS
-from hoptrace.graph.spans import AttrValue
+from hoptrace.graph.spans import AttrValue, GraphSpan
 
 from .. import issues as grouping
 from ..issues import IGNORED, OPEN, RESOLVED, ExceptionEvent, Occurrence, Rule
@@ -79,13 +79,13 @@ def prepare(sql: Sql, max_spans: int = STEP_SPANS) -> Prepared | None:
     for _, project, packed in taken:
         by_project.setdefault(project, []).append(packed)
     for project, packs in by_project.items():
-        found = [occ for span in _load(sql, project, b"".join(packs)) for occ in span]
+        found = grouping.without_propagated(_load(sql, project, b"".join(packs)))
         if found:
             prepared.occurrences[project] = found
     return prepared
 
 
-def _load(sql: Sql, project: int, packed: bytes) -> list[list[Occurrence]]:
+def _load(sql: Sql, project: int, packed: bytes) -> list[tuple[GraphSpan, list[Occurrence]]]:
     wanted = {(packed[i : i + 16], packed[i + 16 : i + ID_SIZE]) for i in range(0, len(packed), ID_SIZE)}
     resources: dict[bytes, dict[str, AttrValue]] = {}
     out = []
@@ -112,7 +112,8 @@ def _load(sql: Sql, project: int, packed: bytes) -> list[list[Occurrence]]:
             events = [
                 ExceptionEvent(e.time_unix_nano, attributes(e.attributes)) for e in span.events if e.name == "exception"
             ]
-            out.append(grouping.occurrences(graph_span(stored, attrs), events, span.status.message))
+            view = graph_span(stored, attrs)
+            out.append((view, grouping.occurrences(view, events, span.status.message)))
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.trace import SpanKind
 
 from hoptrace.collector.auth import create_project, hash_token, new_token
 from hoptrace.collector.store import open_store
@@ -417,3 +418,34 @@ def test_retention_drops_old_occurrences_and_minutes_but_keeps_the_issue(tmp_pat
         assert [m for m, _ in minutes] == [recent // MINUTE]
     finally:
         store.close()
+
+
+def _charge(order: int) -> None:
+    raise ValueError(f"card declined for order {order}")
+
+
+def test_exceptions_from_the_opentelemetry_sdk_group_by_the_users_frames_and_count_once_per_raise(
+    tmp_path: Any,
+) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    with CollectorProcess(f"sqlite:///{tmp_path / 'sdk.db'}", env=ENV) as collector, collector.client() as api:
+        provider = TracerProvider(resource=Resource.create({"service.name": "shop-worker"}))
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector.url}/v1/traces")))
+        tracer = provider.get_tracer("test")
+        SERVER = SpanKind.SERVER
+        for order in range(5):
+            try:  # the SDK records the exception on both spans it leaves, as it goes up
+                with tracer.start_as_current_span("handle", kind=SERVER), tracer.start_as_current_span("charge"):
+                    _charge(order)
+            except ValueError:
+                pass
+        provider.shutdown()
+        settled(api)
+        (issue,) = issues(api)
+        assert (issue["kind"], issue["count"], issue["functions"]) == ("exception", 5, ["shop-worker"])
+        assert issue["title"] == "ValueError: card declined for order <n>"
+        assert issue["culprit"].startswith("_charge (") and "test_issues_notify.py" in issue["culprit"]

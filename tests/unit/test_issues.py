@@ -16,8 +16,9 @@ from hoptrace.collector.issues import (
     normalise_message,
     occurrences,
     parse_frames,
+    without_propagated,
 )
-from hoptrace.graph.spans import CLIENT, SERVER, GraphSpan
+from hoptrace.graph.spans import CLIENT, CONSUMER, INTERNAL, SERVER, GraphSpan, SpanLink
 
 PY_TRACE = """Traceback (most recent call last):
   File "/var/task/app.py", line 30, in handler
@@ -138,3 +139,22 @@ def test_buckets_are_utc_aligned():
     assert bucket_start_minute(minute, "minute") == minute
     assert bucket_start_minute(minute, "hour") == minute // 60 * 60
     assert bucket_start_minute(minute, "day") == minute // 1440 * 1440
+
+
+def test_an_exception_that_went_up_through_several_spans_counts_once_where_it_was_raised():
+    inner_trace = PY_TRACE.format(line=12)
+    outer_trace = inner_trace.replace("Traceback (most recent call last):\n", "Traceback (most recent call last):\n"
+                                      '  File "/var/task/main.py", line 3, in run\n    handler()\n')  # fmt: skip
+    invocation = span(span_id=b"\1" * 8)
+    child = span(span_id=b"\2" * 8, parent_span_id=b"\1" * 8, kind=INTERNAL, name="charge")
+    # A batch record's span lives in its producer's trace and links to the invocation.
+    record = span(trace_id=b"\7" * 16, span_id=b"\3" * 8, kind=CONSUMER, name="orders process",
+                  links=(SpanLink(b"\1" * 16, b"\1" * 8, "invocation"),))  # fmt: skip
+    raised = exc("PaymentError", "card declined for order 7", inner_trace)
+    found = [(invocation, occurrences(invocation, [exc("PaymentError", "card declined for order 7", outer_trace)])),
+             (child, occurrences(child, [raised])), (record, occurrences(record, [raised]))]  # fmt: skip
+    kept = without_propagated(found)
+    assert [o.span_id for o in kept] == [b"\2" * 8, b"\3" * 8]  # the invocation's copy is the same error
+    other = [(invocation, occurrences(invocation, [exc("PaymentError", "card declined for order 8")])),
+             (child, occurrences(child, [raised]))]  # fmt: skip
+    assert len(without_propagated(other)) == 2  # another message: another error
