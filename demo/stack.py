@@ -40,7 +40,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited at start-up (status {proc.returncode}); see its log")
+            raise RuntimeError(f"{what} exited at start-up (status {proc.returncode})")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -135,7 +135,11 @@ class DemoStack:
             f"{app.CHECKOUT_QUEUE} (DLQ {app.CHECKOUT_DLQ}), {app.NOTIFY_QUEUE}, {app.ANALYTICS_QUEUE} (raw); "
             f"topic {app.ORDER_TOPIC}"
         )
-        _wait_for_port(self.port, self.collector, f"the collector (log: {self.workdir / 'collector.log'})")
+        try:
+            _wait_for_port(self.port, self.collector, "the collector")
+        except RuntimeError as exc:
+            said = (self.workdir / "collector.log").read_text(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"{exc}: {' / '.join(said) or 'no output'}") from None
         self.services = OutsideServices().start()
         self.runner = Runner(
             self.resources,
