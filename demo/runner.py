@@ -120,7 +120,7 @@ class FunctionProcess:
         self.proc: Optional[subprocess.Popen[bytes]] = None
 
     def start(self) -> FunctionProcess:
-        """Start the worker (the init phase); returns once it is ready or raises with its log's hint."""
+        """Start the worker process; its init phase runs now (``wait_ready`` waits for it, as Lambda does)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hoptrace.demo.worker", self.spec.name],
             stdin=subprocess.PIPE,
