@@ -301,7 +301,8 @@ def results_markdown(results: dict[str, Any], order: tuple[str, ...] = ()) -> st
         "# hoptrace benchmark results",
         "",
         "Made by `python -m bench` (see `bench/README.md`). Every figure stands beside a baseline measured in "
-        "the same run on the same machine: read the ratios; absolute figures move with the machine and its load.",
+        "the same run on the same machine: read the ratios; absolute figures move with the machine and its load "
+        "(a load average above the number of cores means the run shared them with other work).",
         "",
         f"Last updated {results.get('updated_at', '?')}; machine: {machine_line(results.get('machine', {}))}.",
         "",
@@ -326,5 +327,5 @@ def results_markdown(results: dict[str, Any], order: tuple[str, ...] = ()) -> st
     for name in names:
         g = groups[name]
         rendered = report_from_json(g).markdown().splitlines()
-        lines += [rendered[0], "", f"Machine: {machine_line(g.get('machine', {}))}.", "", *rendered[1:]]
+        lines += [rendered[0], "", f"Machine: {machine_line(g.get('machine', {}))}.", *rendered[1:]]
     return "\n".join(lines).rstrip() + "\n"

@@ -52,8 +52,8 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--overload-connections",
         type=int,
-        default=512,
-        help="sender connections during overload (default 512: the collector holds requests until their commit, "
+        default=1024,
+        help="sender connections during overload (default 1024: the collector holds requests until their commit, "
         "so refusals start only once its queue holds --max-pending-spans spans, 400 requests by default)",
     )
     group.add_argument(
@@ -92,7 +92,7 @@ class Phase:
     late: int = 0  # open loop: sends that started over a second behind schedule
     offered: int = 0  # requests started (open loop: what was offered, answered or not)
     offered_spans: int = 0
-    offer_seconds: float = 0.0  # open loop: the scheduled window
+    offer_seconds: float = 0.0  # open loop: from the first send to the last one's start (late ones stretch it)
 
     def as_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "latencies_ms"}
@@ -234,6 +234,7 @@ def open_loop(sender: Sender, take: Any, phase: Phase, connections: int, seconds
     interval = 1.0 / rate_rps
     lock = threading.Lock()
     slot = [0]
+    last_start = [0.0]
     phase.started = start = time.monotonic()
     deadline = start + seconds
 
@@ -259,6 +260,7 @@ def open_loop(sender: Sender, take: Any, phase: Phase, connections: int, seconds
                 with lock:
                     phase.offered += 1
                     phase.offered_spans += body.spans
+                    last_start[0] = time.monotonic()
                 conn, _ = sender.post(conn, body, phase)  # the offer does not wait for Retry-After
         finally:
             conn.close()
@@ -269,7 +271,9 @@ def open_loop(sender: Sender, take: Any, phase: Phase, connections: int, seconds
     for t in threads:
         t.join()
     phase.seconds = time.monotonic() - phase.started
-    phase.offer_seconds = min(phase.seconds, seconds)
+    # The offered rate is over the time the sends took to start: late ones (every connection busy) count
+    # against it, so a sender that could not keep up shows less than the factor asked for.
+    phase.offer_seconds = max(seconds - interval, last_start[0] - start)
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -489,8 +493,6 @@ def section(backend: str, r: dict[str, Any], cfg: dict[str, Any]) -> Section:
             "peak RSS during sustained load",
             r["rss_peak_sustained_mib"],
             r["rss_peak_overload_mib"],
-            goal="bounded: ≤ 2× sustained",
-            met=r["rss_peak_overload_mib"] <= 2 * r["rss_peak_sustained_mib"],
         ),
         Row(
             "peak RSS, second half of the overload",
@@ -498,6 +500,8 @@ def section(backend: str, r: dict[str, Any], cfg: dict[str, Any]) -> Section:
             "first half",
             r["rss_peak_overload_first_half_mib"],
             r["rss_peak_overload_second_half_mib"],
+            goal="bounded: stops growing (≤ 1.1× first half)",
+            met=r["rss_peak_overload_second_half_mib"] <= 1.1 * r["rss_peak_overload_first_half_mib"],
         ),
         Row(
             "spans in the store afterwards (acknowledged ones)",
