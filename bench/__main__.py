@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 name, warnings=[f"FAILED {name}: {type(exc).__name__}: {exc}"], config={"quick": args.quick}
             )
         report.config.setdefault("quick", bool(args.quick))
+        report.config.setdefault("commit", _commit())
         report.environment = environment()
         print(report.markdown(), flush=True)
         path = report.write_json(out)
@@ -92,6 +93,18 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(out / RESULTS_MD, PUBLISHED)
         progress(f"published {PUBLISHED}")
     return 1 if failed else 0
+
+
+def _commit() -> str:
+    """The checkout measured: figures move with the code, so each group says which it ran."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        done = subprocess.run(["git", *a], cwd=PUBLISHED.parent.parent, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _done(out: Path, name: str, quick: bool) -> bool:

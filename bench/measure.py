@@ -133,3 +133,32 @@ def wait_until_answers(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{what} did not answer on {url} within {timeout_s:.0f}s") from None
             time.sleep(0.1)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant (``hoptrace serve`` runs its graph pass in a child)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids = [int(k) for k in task.read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            found += process_tree(kid)
+    return found
+
+
+def tree_memory_mib(pid: int, field: str = "VmRSS") -> float:
+    """``field`` of /proc/PID/status (VmRSS: resident now; VmHWM: each one's peak) summed over the
+    process and its descendants, in MiB; NaN when the process is gone."""
+    total, seen = 0, False
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1])
+                    seen = True
+                    break
+        except OSError:
+            continue
+    return total / 1024 if seen else math.nan

@@ -306,8 +306,8 @@ def results_markdown(results: dict[str, Any], order: tuple[str, ...] = ()) -> st
         "",
         f"Last updated {results.get('updated_at', '?')}; machine: {machine_line(results.get('machine', {}))}.",
         "",
-        "| group | measured | mode | load average before → after (1 min) | goals met |",
-        "|---|---|---|---|--:|",
+        "| group | measured | commit | mode | load average before → after (1 min) | goals met |",
+        "|---|---|---|---|---|--:|",
     ]
     for name in names:
         g = groups[name]
@@ -320,7 +320,8 @@ def results_markdown(results: dict[str, Any], order: tuple[str, ...] = ()) -> st
         failed = any(str(w).startswith("FAILED") for w in g.get("warnings", []))
         mode = "quick (smoke test)" if g.get("config", {}).get("quick") else "full"
         lines.append(
-            f"| [{name}](#{name}) | {m.get('date', '?')} | {mode}{', **FAILED parts**' if failed else ''} "
+            f"| [{name}](#{name}) | {m.get('date', '?')} | {g.get('config', {}).get('commit', '?')} "
+            f"| {mode}{', **FAILED parts**' if failed else ''} "
             f"| {load_before} → {load_after} | {met} of {len(goals)} |"
         )
     lines.append("")

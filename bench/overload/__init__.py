@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.measure import percentile, progress
+from bench.measure import percentile, progress, tree_memory_mib
 from bench.report import Report, Row, Section
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -167,7 +167,7 @@ class Sender:
 
 
 class RssSampler:
-    """The collector's resident memory every ``every`` seconds, tagged with the phase running."""
+    """The collector's resident memory (with its graph worker) every ``every`` seconds, tagged with the phase."""
 
     def __init__(self, pid: int, every: float = 0.25) -> None:
         self.pid = pid
@@ -180,14 +180,10 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        mib = int(line.split()[1]) / 1024
-                        self.samples.append((round(time.monotonic() - self._t0, 2), self.phase, mib))
-                        break
-            except OSError:
+            mib = tree_memory_mib(self.pid)
+            if mib != mib:  # the collector is gone
                 return
+            self.samples.append((round(time.monotonic() - self._t0, 2), self.phase, mib))
             self._stop.wait(self.every)
 
     def __enter__(self) -> RssSampler:
@@ -406,7 +402,7 @@ def run_backend(backend: str, store_url: str, stored_ids: Any, cfg: dict[str, An
             closed_loop(sender, again, retry, cfg["clients"], cfg["retry_s"], honour_retry=True)
             rss.phase = "after"
             time.sleep(1.0)
-        hwm = served.rss_mib()
+        hwm = tree_memory_mib(served.pid, "VmHWM")
     # 4. the collector drained and stopped: every acknowledged span must be in the store
     stored = stored_ids()
     acked_ids = _span_ids(sender.acked)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.measure import REPO_ROOT, Budget, child_env, percentile, progress
+from bench.measure import REPO_ROOT, Budget, child_env, percentile, progress, tree_memory_mib
 from bench.report import Report, Row, Section
 
 SEED = 1  # the collector bench's stores are populated with seed 1
@@ -240,7 +240,7 @@ def measure_store(url: str, planned: int, held: int, queries: int, budget: Budge
             return ms, response.status, json.loads(body) if response.status == 200 else None
 
         call("/healthz")
-        rss_start = _rss_now(served.pid)
+        rss_start = tree_memory_mib(served.pid)
         warm = max(3, queries // 10)
         progress(f"scale: {held:,} spans ({traces:,} traces) in {url}; {warm} + {queries} rounds")
         for n in range(warm + queries):
@@ -272,8 +272,8 @@ def measure_store(url: str, planned: int, held: int, queries: int, budget: Budge
             if n == warm:
                 progress("scale: warmed up")
         conn.close()
-        rss_end = _rss_now(served.pid)
-        hwm = served.rss_mib()
+        rss_end = tree_memory_mib(served.pid)
+        hwm = tree_memory_mib(served.pid, "VmHWM")
     load_after = os.getloadavg()[0]
     return section(
         url,
@@ -299,13 +299,6 @@ def _answer_size(kind: str, answer: Any) -> int:
     if kind.startswith("map"):
         return len(answer.get("nodes", []))
     return len(answer.get("spans", []))
-
-
-def _rss_now(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def section(
@@ -373,7 +366,7 @@ def section(
             "RSS right after start",
             rss_start,
             rss_end,
-            note=f"high-water mark {hwm:.0f} MiB",
+            note=f"serve and its graph worker; high-water marks summed {hwm:.0f} MiB",
         )
     )
     first, last = span_range

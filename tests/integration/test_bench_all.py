@@ -37,7 +37,7 @@ def test_quick_run_writes_merged_json_and_markdown_with_baselines_and_machine(tm
     assert set(results["groups"]) == {"scale", "overload"}
     assert set(results["machine"]) >= MACHINE_KEYS
     for name, group in results["groups"].items():
-        assert group["group"] == name and group["config"]["quick"] is True
+        assert group["group"] == name and group["config"]["quick"] is True and group["config"]["commit"]
         assert not [w for w in group["warnings"] if w.startswith("FAILED")], group["warnings"]
         m = group["machine"]
         assert set(m) >= MACHINE_KEYS and m["cores"] >= 1 and m["ram_gib"] > 0 and len(m["load_average"]) == 3
@@ -65,6 +65,7 @@ def test_quick_run_writes_merged_json_and_markdown_with_baselines_and_machine(tm
     assert md.index("## overload") < md.index("## scale")  # the order `all` runs them in, not the command's
     assert md.count("| figure | baseline | baseline value | value | added | ratio | goal | met |") >= 2
     assert "Machine: " in md and results["groups"]["scale"]["machine"]["cpu_model"] in md
+    assert f"| {results['groups']['scale']['config']['commit']} | quick (smoke test) |" in md
 
     again = bench("scale", "overload", "--quick", "--resume", "--out", str(tmp_path), timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]
