@@ -17,10 +17,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from hoptrace.graph.correlator import derive
-from hoptrace.graph.hops import Hop
+from hoptrace.graph.hops import Hop, hop_end, relay
 from hoptrace.graph.rollup import MINUTE_NS
 from hoptrace.graph.servicemap import ServiceMap, compare
-from hoptrace.graph.spans import AttrValue
+from hoptrace.graph.spans import CLIENT, PRODUCER, AttrValue
 from hoptrace.graph.transactions import Transaction
 
 from .app import collector_of, project_for
@@ -315,6 +315,11 @@ def _own_map(spans: list[StoredSpan], hops: list[Hop]) -> dict[str, Any]:
             attrs = resources[s.resource] = resource_attributes(s.resource)
         views.append(graph_span(s, attrs))
     rollups = derive(views).rollups
+    # A stored hop does not keep its topic → queue relay; the producer's span says which topic.
+    topics = {(g.trace_id, g.span_id): g for g in views if g.kind in (CLIENT, PRODUCER)}
     for hop in hops:
+        producer = topics.get((hop.from_trace, hop.from_span))
+        if producer is not None and not hop.relay:
+            hop = hop._replace(relay=relay(hop_end(producer).edge, hop.edge))
         rollups.add_hop(hop)
     return ServiceMap(*rollups.window(0, 2**62)).to_json()

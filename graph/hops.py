@@ -61,7 +61,9 @@ class HopEnd(NamedTuple):
     start_ns: int
     end_ns: int
     detail: str = ""  # DynamoDB: the producer's operation or the consumer's event name
-    edge: str = ""  # consumer side: the deliver edge "source|target" its dwell is counted on
+    # Consumer side: the deliver edge "source|target" its dwell is counted on. Producer side: the
+    # topic it published to, if any (SNS delivering to a subscribed queue is no span: the hop draws it).
+    edge: str = ""
     attempt: int = 1  # consumer side: ApproximateReceiveCount
 
 
@@ -89,6 +91,9 @@ class Hop(NamedTuple):
     start_ns: int  # the consumer's start: the minute the dwell is counted in
     edge: str = ""  # the deliver edge of the consumer ("source|target"), if any
     attempt: int = 1
+    # "topic|queue" when a topic's message reached a consumer of a subscribed queue: the map's
+    # topic → queue edge, which no span stands for. Not stored with the hop (see ``relay``).
+    relay: str = ""
 
     @property
     def is_async(self) -> bool:
@@ -103,7 +108,10 @@ def hop_end(span: GraphSpan, v: naming.View | None = None, detail: str = "") -> 
     v = v or naming.view(span)
     attempt = 1 if span.values(_RECEIVE_COUNTS) == (None, None) else _attempt(span)
     s = span
-    return HopEnd(s.trace_id, s.span_id, s.service, s.kind, s.start_ns, s.end_ns, detail, v.dwell_edge, attempt)
+    edge = v.dwell_edge
+    if not edge and v.send and v.messaging is not None and v.messaging.kind == "topic":
+        edge = v.messaging.id
+    return HopEnd(s.trace_id, s.span_id, s.service, s.kind, s.start_ns, s.end_ns, detail, edge, attempt)
 
 
 _RECEIVE_COUNTS = ("hoptrace.messaging.receive_count", "hoptrace.faas.receive_count")
@@ -204,8 +212,20 @@ def pair(producer: HopEnd, consumer: HopEnd, via: str) -> Hop | None:
         dwell = None
     return Hop(
         producer.trace_id, producer.span_id, consumer.trace_id, consumer.span_id, via, dwell, skew,
-        consumer.start_ns, consumer.edge, consumer.attempt,
+        consumer.start_ns, consumer.edge, consumer.attempt, relay(producer.edge, consumer.edge),
     )  # fmt: skip
+
+
+def relay(producer_edge: str, consumer_edge: str) -> str:
+    """The topic → queue edge ("topic|queue") of a message published to a topic and read from a
+    queue (SNS → SQS); empty otherwise.
+
+    ``producer_edge`` is a producer's ``HopEnd.edge`` (its topic's node id), ``consumer_edge`` a
+    consumer's deliver edge ("queue:…|function:…").
+    """
+    if producer_edge.startswith("topic:") and consumer_edge.startswith("queue:"):
+        return producer_edge + "|" + consumer_edge.partition("|")[0]
+    return ""
 
 
 def choose(consumer: HopEnd, via: str, candidates: Iterable[HopEnd]) -> HopEnd | None:
@@ -217,18 +237,21 @@ def choose(consumer: HopEnd, via: str, candidates: Iterable[HopEnd]) -> HopEnd |
     return best
 
 
-def delivery(hop: Hop) -> tuple[bytes, bytes, bytes, int]:
-    """What one hop stands for: one producer span reaching one consumer trace, at one attempt.
+def delivery(hop: Hop) -> tuple[bytes, bytes, bytes, int, str]:
+    """What one hop stands for: one producer span reaching one consumer trace through one queue
+    (or topic, stream) edge, at one attempt.
 
     A single-record invocation and its record's span both match the producer; they are one
-    delivery, shown once (by the span that arrived first). A retry is another attempt: kept.
+    delivery, shown once (by the span that arrived first). A retry is another attempt: kept. A
+    topic's message read from two subscribed queues, by consumers that continue the publisher's
+    trace, is two deliveries: their deliver edges differ.
     """
-    return hop.from_trace, hop.from_span, hop.to_trace, hop.attempt
+    return hop.from_trace, hop.from_span, hop.to_trace, hop.attempt, hop.edge
 
 
 def strongest(hops: Iterable[Hop]) -> list[Hop]:
     """One hop per delivery: the strongest key wins (a parent beats an md5), then the earlier consumer."""
-    best: dict[tuple[bytes, bytes, bytes, int], Hop] = {}
+    best: dict[tuple[bytes, bytes, bytes, int, str], Hop] = {}
     for hop in hops:
         kept = best.get(delivery(hop))
         if kept is None or (STRENGTH[hop.via], -hop.start_ns) > (STRENGTH[kept.via], -kept.start_ns):

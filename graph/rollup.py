@@ -134,7 +134,14 @@ class Rollups:
             rollup.add(bucket, weight, colour, error)
 
     def add_hop(self, hop: Hop) -> None:
-        """Queue waiting time: counted on the consumer's deliver edge, in the consumer's minute."""
+        """Queue waiting time: counted on the consumer's deliver edge, in the consumer's minute; and
+        a topic's delivery to a subscribed queue (``Hop.relay``), counted once per hop, without a
+        latency (SNS reports none: the whole wait is the queue edge's dwell)."""
+        if hop.relay:
+            topic, _, queue = hop.relay.partition("|")
+            relayed = self.edges.setdefault((minute_of(hop.start_ns), topic, queue, naming.DELIVER), Rollup())
+            relayed.count += 1
+            relayed.ok += 1
         if not hop.edge or hop.dwell_ms is None:
             return
         source, _, target = hop.edge.partition("|")

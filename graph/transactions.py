@@ -19,7 +19,7 @@ from typing import Union, cast
 
 from . import naming
 from .hops import PRODUCER_SIDE, Hop, HopKey, keys
-from .spans import STATUS_ERROR, GraphSpan
+from .spans import CONSUMER, SERVER, STATUS_ERROR, GraphSpan
 
 _JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps' own, without its per-call set-up
 SEEN_CAP = 2000  # span ids remembered per trace for counting each span once (bounds the facts' size)
@@ -29,10 +29,10 @@ _SEND_VIA = frozenset({"message_id", "event_id", "sequence_number", "md5"})
 
 _SMALL = 16  # up to this many ids in a group of traces or in ``seen``: a tuple (see ``Group``)
 # ``TraceFacts.packed``: start, end, services, resources, errors, cold starts, retries, sends, entry
-# items, entry start, seen span ids (a tuple, or a frozenset past ``_SMALL``).
+# items, entry start, seen span ids (a tuple, or a frozenset past ``_SMALL``), failed consumers.
 PackedFacts = tuple[
     int, int, tuple[str, ...], tuple[str, ...], int, int, int, tuple[str, ...], tuple[tuple[str, str], ...], int,
-    Union[tuple[str, ...], frozenset[str]],
+    Union[tuple[str, ...], frozenset[str]], tuple[str, ...],
 ]  # fmt: skip
 
 
@@ -81,6 +81,9 @@ class TraceFacts:
     # Hex ids of the spans counted so far (up to SEEN_CAP): a batch a client sent twice, after
     # losing our acknowledgement, is stored twice but counted once.
     seen: set[str] = field(default_factory=set)
+    # Hex ids of receiving spans (SERVER/CONSUMER) that failed: a message whose every consumer
+    # failed was not consumed (it is back in its queue, or in a dead-letter queue).
+    failed: set[str] = field(default_factory=set)
 
     def counted(self, span: GraphSpan) -> bool:
         """Whether this span was already counted in these facts."""
@@ -108,6 +111,12 @@ class TraceFacts:
             self.resources.update(v.resources)
         if span.status == STATUS_ERROR:
             self.errors += 1
+            if span.kind in (SERVER, CONSUMER) and len(self.failed) < SEEN_CAP:
+                self.failed.add(span_hex)
+                if span.kind == CONSUMER and span.parent_span_id:
+                    # A failed record fails the single-record invocation it ran in: SQS keeps the
+                    # message although that invocation itself returned normally.
+                    self.failed.add(span.parent_span_id.hex())
         attrs = span.attributes
         if attrs.get("faas.coldstart") is True:
             self.cold_starts += 1
@@ -140,6 +149,8 @@ class TraceFacts:
         self.sends |= other.sends
         if len(self.seen) < SEEN_CAP:
             self.seen |= other.seen
+        if other.failed and len(self.failed) < SEEN_CAP:
+            self.failed |= other.failed
         if other.entry and (not self.entry or other.entry_ns < self.entry_ns):
             self.entry, self.entry_ns = dict(other.entry), other.entry_ns
         return self
@@ -150,7 +161,7 @@ class TraceFacts:
                 "start_ns": self.start_ns, "end_ns": self.end_ns, "services": sorted(self.services),
                 "resources": sorted(self.resources), "errors": self.errors, "cold_starts": self.cold_starts,
                 "retries": self.retries, "sends": sorted(self.sends), "entry": self.entry, "entry_ns": self.entry_ns,
-                "seen": sorted(self.seen),
+                "seen": sorted(self.seen), "failed": sorted(self.failed),
             }
         )  # fmt: skip
 
@@ -161,13 +172,15 @@ class TraceFacts:
         return (
             self.start_ns, self.end_ns, tuple(self.services), tuple(self.resources), self.errors, self.cold_starts,
             self.retries, tuple(self.sends), tuple(self.entry.items()), self.entry_ns,
-            tuple(seen) if len(seen) <= _SMALL else frozenset(seen),
+            tuple(seen) if len(seen) <= _SMALL else frozenset(seen), tuple(self.failed),
         )  # fmt: skip
 
     @classmethod
     def unpacked(cls, p: PackedFacts) -> TraceFacts:
         """The facts ``packed`` made (new sets: the result may be merged into)."""
-        return cls(p[0], p[1], set(p[2]), set(p[3]), p[4], p[5], p[6], set(p[7]), dict(p[8]), p[9], set(p[10]))
+        return cls(
+            p[0], p[1], set(p[2]), set(p[3]), p[4], p[5], p[6], set(p[7]), dict(p[8]), p[9], set(p[10]), set(p[11])
+        )
 
     @classmethod
     def from_json(cls, text: str) -> TraceFacts:
@@ -175,7 +188,7 @@ class TraceFacts:
         return cls(
             int(d["start_ns"]), int(d["end_ns"]), set(d["services"]), set(d["resources"]), int(d["errors"]),
             int(d["cold_starts"]), int(d["retries"]), set(d["sends"]), dict(d["entry"]), int(d["entry_ns"]),
-            set(d.get("seen", ())),
+            set(d.get("seen", ())), set(d.get("failed", ())),
         )  # fmt: skip
 
 
@@ -213,7 +226,7 @@ def summarise(root: bytes, facts: Mapping[bytes, TraceFacts], hops: Iterable[Hop
     total = TraceFacts()
     for trace_id in sorted(members):
         total.merge(facts[trace_id])
-    consumed = {h.from_span.hex() for h in inner if h.is_async or h.via == "parent"}
+    incomplete = bool(total.sends - _consumed(inner, total.failed))
     root_facts = facts.get(root, TraceFacts())
     others = sorted(t.hex() for t in members if t != root)
     return Transaction(
@@ -228,9 +241,31 @@ def summarise(root: bytes, facts: Mapping[bytes, TraceFacts], hops: Iterable[Hop
         errors=total.errors,
         cold_starts=total.cold_starts,
         retries=total.retries,
-        incomplete=bool(total.sends - consumed),
+        incomplete=incomplete,
         trace_ids=(root.hex(), *others),
     )
+
+
+def _consumed(hops: Iterable[Hop], failed: set[str]) -> set[str]:
+    """Hex ids of the sends some consumer took without failing (a dead-lettered message: none).
+
+    An attempt failed when any span that received it failed (its record, or the single-record
+    invocation around that record). A batch invocation's link to a producer says only that the
+    message was in the batch: it counts only when no record span of that message was joined.
+    """
+    bad = {(h.from_span, h.attempt) for h in hops if h.to_span.hex() in failed}
+    consumed: set[str] = set()
+    recorded: set[str] = set()
+    linked: set[str] = set()
+    for h in hops:
+        if h.via == "link":
+            if h.to_span.hex() not in failed:
+                linked.add(h.from_span.hex())
+        elif h.is_async or h.via == "parent":
+            recorded.add(h.from_span.hex())
+            if (h.from_span, h.attempt) not in bad:
+                consumed.add(h.from_span.hex())
+    return consumed | (linked - recorded)
 
 
 # A group of traces: small ones as ``marshal`` bytes of a tuple (never tracked by the garbage

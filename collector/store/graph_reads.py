@@ -98,17 +98,10 @@ def search_transactions(sql: Sql, project: int, q: TransactionQuery) -> list[Tra
             )
             args += [project, key, value]
     for key, value in q.labels:
-        where.append(
-            "t.id IN (SELECT m.transaction_id FROM span_terms s JOIN transaction_members m"
-            " ON m.project_id = s.project_id AND m.trace_id = s.trace_id"
-            " WHERE s.project_id = ? AND s.value = ? AND s.key = ?)"
-        )
+        where.append(f"t.id IN ({_OWN_TERM} AND s.key = ?)")
         args += [project, value, "label." + key]
     if q.text is not None:
-        options = [
-            "t.id IN (SELECT m.transaction_id FROM span_terms s JOIN transaction_members m"
-            " ON m.project_id = s.project_id AND m.trace_id = s.trace_id WHERE s.project_id = ? AND s.value = ?)"
-        ]
+        options = [f"t.id IN ({_OWN_TERM})"]
         args += [project, q.text]
         raw = _hex_id(q.text)
         if raw is not None:
@@ -131,6 +124,22 @@ def search_transactions(sql: Sql, project: int, q: TransactionQuery) -> list[Tra
     )
     return [_transaction(r[:-1]) for r in rows]
 
+
+# The transactions a term (``s.value``) belongs to: those of the trace of the span that holds it,
+# except where that trace is shared (a batch consumer's trace belongs to every transaction it read
+# from) and a hop reached the span itself: then only the transaction of that hop's producer. A
+# label set while processing one record of a batch finds that record's order, not its batch mates.
+_OWN_TERM = (
+    "SELECT m.transaction_id FROM span_terms s JOIN transaction_members m"
+    " ON m.project_id = s.project_id AND m.trace_id = s.trace_id WHERE s.project_id = ? AND s.value = ?"
+    " AND (NOT EXISTS (SELECT 1 FROM transaction_members o WHERE o.project_id = m.project_id"
+    " AND o.trace_id = m.trace_id AND o.transaction_id <> m.transaction_id)"
+    " OR NOT EXISTS (SELECT 1 FROM hops h WHERE h.project_id = s.project_id AND h.to_trace = s.trace_id"
+    " AND h.to_span = s.span_id)"
+    " OR EXISTS (SELECT 1 FROM hops h JOIN transaction_members f ON f.project_id = h.project_id"
+    " AND f.trace_id = h.from_trace WHERE h.project_id = s.project_id AND h.to_trace = s.trace_id"
+    " AND h.to_span = s.span_id AND f.transaction_id = m.transaction_id))"
+)
 
 # Sort keys of the transaction search -> column (each with an index by project).
 _SORTS = {"start": "t.start_ns", "duration": "t.duration_ns"}

@@ -378,15 +378,15 @@ class _GraphWrite:
         )
         candidates = strongest(found)
         # What is already stored of these producers' traces: deliveries and joined trace pairs.
-        delivered: set[tuple[bytes, bytes, bytes, int]] = set()
+        delivered: set[tuple[bytes, bytes, bytes, int, str]] = set()
         known: set[tuple[bytes, bytes]] = set()
         for chunk in _chunks(sorted({h.from_trace for h in candidates})):
-            for ft, fs, tt, attempt in self.sql.rows(
-                f"SELECT from_trace, from_span, to_trace, attempt FROM hops WHERE project_id = ?"
+            for ft, fs, tt, attempt, edge in self.sql.rows(
+                f"SELECT from_trace, from_span, to_trace, attempt, edge FROM hops WHERE project_id = ?"
                 f" AND from_trace IN ({_marks(len(chunk))})",
                 [self.project, *chunk],
             ):
-                delivered.add((bytes(ft), bytes(fs), bytes(tt), int(attempt)))
+                delivered.add((bytes(ft), bytes(fs), bytes(tt), int(attempt), str(edge)))
                 known.add((bytes(ft), bytes(tt)))
         inserted = []
         joins: list[tuple[bytes, bytes]] = []

@@ -627,7 +627,8 @@ def test_the_map_window_is_a_merge_of_the_minutes_it_covers(store: SpanStore, de
 
 @pytest.fixture
 def orders(store: SpanStore, default: int) -> dict[str, Any]:
-    """Three transactions: ok (with a label), failed and slow, incomplete (never consumed)."""
+    """Three transactions: ok (with a label), failed and slow (its only consumer failed, so its
+    message was never consumed either: incomplete too), incomplete (never consumed)."""
     ok_send = sqs_send("o-1", BASE, **{"hoptrace.label.order_id": "A-1"})
     ok_consume = sqs_consume("o-1", BASE + 100 * MS)
     bad_send = sqs_send("o-2", BASE + 10 * S)
@@ -645,7 +646,7 @@ def orders(store: SpanStore, default: int) -> dict[str, Any]:
     [
         ({}, ["lost", "bad", "ok"]),
         ({"status": "error"}, ["bad"]),
-        ({"status": "incomplete"}, ["lost"]),
+        ({"status": "incomplete"}, ["lost", "bad"]),
         ({"status": "ok"}, ["ok"]),
         ({"service": "worker"}, ["bad", "ok"]),
         ({"resource": "queue:orders"}, ["lost", "bad", "ok"]),
@@ -959,3 +960,81 @@ def test_a_batch_sent_twice_counts_once_in_the_graph(store: SpanStore, default: 
     _, edges = synced(store).graph_window(default, BASE - 60 * S, BASE + 60 * S)
     assert edges[("function:api", "queue:orders", "publish")].count == 1
     assert edges[("queue:orders", "function:worker", "deliver")].count == 1
+
+
+def sns_publish(message_id: str, start_ns: int) -> Span:
+    return span("SNS.Publish", kind=PRODUCER, start_ns=start_ns, duration_ms=5, attributes={
+        "messaging.system": "aws_sns", "messaging.destination.name": "order-placed",
+        "messaging.operation.type": "publish", "hoptrace.pointers": [f"sns:msg:{message_id}"]})  # fmt: skip
+
+
+def queue_consume(queue: str, pointer: str, start_ns: int, error: bool = False, receive_count: int = 1) -> Span:
+    """A single-record SQS invocation with its context lost: joined by the pointer only."""
+    return span(f"{queue} process", kind=CONSUMER, start_ns=start_ns, duration_ms=20, error=error, attributes={
+        "faas.trigger": "pubsub", "hoptrace.trigger.source": "aws:sqs", "messaging.system": "aws_sqs",
+        "messaging.destination.name": queue, "hoptrace.pointers": [pointer],
+        "hoptrace.messaging.receive_count": receive_count})  # fmt: skip
+
+
+def test_a_topic_delivering_to_two_subscribed_queues_draws_its_deliver_edges(store: SpanStore, default: int) -> None:
+    """No span stands for SNS handing a message to a subscribed queue: the hop from the publish to
+    each queue's consumer draws topic → queue, once per delivered message."""
+    published = [sns_publish(f"sns-{i}", BASE + i * MS) for i in range(3)]
+    store.write([(default, fn_batch(published, "checkout-worker"))])
+    notified = [queue_consume("notify", f"sns:msg:sns-{i}", BASE + S + i * MS) for i in range(3)]
+    store.write([(default, fn_batch(notified, "notify-customer"))])
+    analysed = [queue_consume("analytics", f"sns:msg:sns-{i}", BASE + S + i * MS) for i in range(2)]
+    store.write([(default, fn_batch(analysed, "analytics-ingest"))])
+
+    _, edges = synced(store).graph_window(default, BASE - 60 * S, BASE + 120 * S)
+    assert edges[("function:checkout-worker", "topic:order-placed", "publish")].count == 3
+    assert edges[("topic:order-placed", "queue:notify", "deliver")].count == 3
+    assert edges[("topic:order-placed", "queue:analytics", "deliver")].count == 2
+    assert edges[("queue:notify", "function:notify-customer", "deliver")].count == 3
+    assert ("topic:order-placed", "function:notify-customer", "deliver") not in edges  # the queue stands between
+
+
+def test_a_message_every_consumer_failed_leaves_its_transaction_incomplete(store: SpanStore, default: int) -> None:
+    """Every attempt failed (SQS moved the message to its dead-letter queue): never consumed. A
+    message whose second attempt succeeded was."""
+    dead, retried = sqs_send("m-dead", BASE), sqs_send("m-retried", BASE + MS)
+    store.write([(default, fn_batch([dead, retried], "api"))])
+    attempts = [
+        queue_consume("orders", "sqs:msg:m-dead", BASE + S, error=True),
+        queue_consume("orders", "sqs:msg:m-dead", BASE + 2 * S, error=True, receive_count=2),
+        queue_consume("orders", "sqs:msg:m-retried", BASE + S, error=True),
+        queue_consume("orders", "sqs:msg:m-retried", BASE + 2 * S, receive_count=2),
+    ]
+    store.write([(default, fn_batch(attempts, "worker"))])
+
+    found = {t.root_trace_id: t for t in txns(store, default)}
+    assert set(found) == {dead.trace_id.hex(), retried.trace_id.hex()}
+    assert found[dead.trace_id.hex()].incomplete is True
+    assert found[retried.trace_id.hex()].incomplete is False
+    assert [t.root_trace_id for t in txns(store, default, status="incomplete")] == [dead.trace_id.hex()]
+
+
+def test_a_label_on_one_record_of_a_shared_batch_finds_only_that_records_transaction(
+    store: SpanStore, default: int
+) -> None:
+    """A stream batch carries no context: its trace belongs to each transaction whose write it read.
+    A label set while processing one record belongs to that record's transaction alone."""
+    sends = [sqs_send(f"m-{i}", BASE + i * MS) for i in range(3)]
+    store.write([(default, fn_batch(sends, "api"))])
+    invocation = span("totals", kind=CONSUMER, start_ns=BASE + S, duration_ms=50, attributes={
+        "faas.trigger": "pubsub", "hoptrace.trigger.source": "aws:sqs", "messaging.system": "aws_sqs",
+        "messaging.destination.name": "orders", "messaging.batch.message_count": 3})  # fmt: skip
+    records = [
+        span("orders process", trace_id=invocation.trace_id, parent=invocation.span_id, kind=CONSUMER,
+             start_ns=BASE + S + i * MS, duration_ms=5, attributes={
+                 "messaging.system": "aws_sqs", "messaging.destination.name": "orders",
+                 "hoptrace.pointers": [f"sqs:msg:m-{i}"], "hoptrace.label.order_id": f"order-{i}"})
+        for i in range(3)
+    ]  # fmt: skip
+    store.write([(default, fn_batch([invocation, *records], "totals"))])
+
+    for i, send in enumerate(sends):
+        found = txns(store, default, labels=(("order_id", f"order-{i}"),))
+        assert [t.root_trace_id for t in found] == [send.trace_id.hex()]
+        assert invocation.trace_id.hex() in found[0].trace_ids  # the batch trace is shared, still
+        assert [t.root_trace_id for t in txns(store, default, text=f"order-{i}")] == [send.trace_id.hex()]
