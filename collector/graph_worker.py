@@ -26,6 +26,10 @@ from types import FrameType
 logger = logging.getLogger("hoptrace.collector")
 
 IDLE_POLL_S = 0.2  # how often an idle worker looks for new batches
+# The worker's scheduling priority (nice): on a busy machine the cores go to ingest (whose clients
+# wait for their answer) and the database first; the durable backlog waits, and the graph catches
+# up as soon as there is CPU to spare (``/api/v1/graph/status`` says how far behind it is).
+NICE = 10
 RETRY_S = 1.0  # after a failed step
 
 
@@ -68,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    try:
+        os.nice(NICE)
+    except OSError:  # not allowed here: run at the collector's priority
+        pass
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the collector stops us
     run(args.store, args.parent_pid, stop)

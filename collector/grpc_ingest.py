@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from . import auth
-from .otlp import RequestError, error_status, export_response, normalise
+from .otlp import Parsed, RequestError, SpanBatch, count_spans, error_status, export_response
 from .writer import Overloaded, ShuttingDown
 
 if TYPE_CHECKING:
@@ -109,15 +109,16 @@ class TraceService:
             # Refuse before validating: the backlog is full, so the work would be wasted.
             _abort(context, grpc.StatusCode.UNAVAILABLE, BACKLOG_FULL, retry_after_s=1)
         try:
-            batch = normalise(request, c.config.limits)
+            # Rows are made by the writer (``otlp.Parsed``), not on this thread: see writer.py.
+            parsed = Parsed(request, [], c.config.limits, count_spans(request, c.config.limits))
+            if not parsed.spans:
+                return export_response(parsed.normalise())
         except RequestError as exc:
             # A whole-request refusal (e.g. too many spans) would recur on every resend, so a
             # code clients never retry, where HTTP answers 413.
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, exc.message)
-        if not batch.spans:
-            return export_response(batch)
         try:
-            future = c.writer.submit(project_id, batch)
+            future = c.writer.submit(project_id, parsed)
         except Overloaded as exc:
             _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc), retry_after_s=exc.retry_after_s)
         except ShuttingDown as exc:
@@ -125,15 +126,17 @@ class TraceService:
         if not _wait_for_commit(future, context):
             # The client is gone (cancelled, deadline, server stop): the batch still commits,
             # but nobody is waiting for the answer, so free this worker thread.
-            return export_response(batch)
+            return export_response(None)
         error = future.exception()
+        if isinstance(error, RequestError):
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, error.message)
         if error is not None:
             logger.error("could not store a batch: %s", error)
             _abort(context, grpc.StatusCode.UNAVAILABLE, "the store failed to commit the batch; retry", retry_after_s=2)
-        return export_response(batch)
+        return export_response(future.result())
 
 
-def _wait_for_commit(future: futures.Future[None], context: grpc.ServicerContext) -> bool:
+def _wait_for_commit(future: futures.Future[SpanBatch], context: grpc.ServicerContext) -> bool:
     """Block until the writer has committed the batch; False if the call ended first."""
     while True:
         done, _ = futures.wait([future], timeout=_CANCEL_POLL_S)

@@ -483,12 +483,7 @@ def normalise(
     batch = SpanBatch()
     for rejection in rejected:
         batch.reject(*rejection)
-    resource_spans = request.resource_spans
-    entries = len(resource_spans)
-    if entries <= limits.max_spans:  # past it, refused without walking them
-        entries += sum(len(rs.scope_spans) for rs in resource_spans)
-    _check_counts(0, entries, limits)
-    _check_counts(batch.rejected + sum(len(ss.spans) for rs in resource_spans for ss in rs.scope_spans), 0, limits)
+    count_spans(request, limits, batch.rejected)
     max_attr = limits.max_attribute_bytes
     for rs in request.resource_spans:
         resource = rs.resource
@@ -508,6 +503,19 @@ def normalise(
             for span in ss.spans:
                 _add_span(batch, span, key, service, max_attr, latest, resource_cut)
     return batch
+
+
+def count_spans(request: ExportTraceServiceRequest, limits: Limits, rejected: int = 0) -> int:
+    """The spans a decoded request holds; RequestError (413) past the span limit, counting the
+    ``rejected`` ones refused while decoding, or with more entries than spans allowed."""
+    resource_spans = request.resource_spans
+    entries = len(resource_spans)
+    if entries <= limits.max_spans:  # past it, refused without walking them
+        entries += sum(len(rs.scope_spans) for rs in resource_spans)
+    _check_counts(0, entries, limits)
+    spans = sum(len(ss.spans) for rs in resource_spans for ss in rs.scope_spans)
+    _check_counts(rejected + spans, 0, limits)
+    return spans
 
 
 def _add_span(
@@ -555,32 +563,71 @@ def _indexable(text: str) -> bool:
     return len(text) * 4 <= MAX_INDEXED_BYTES or len(text.encode()) <= MAX_INDEXED_BYTES
 
 
+# Attribute name -> (index key, whether an empty value is indexed); "" for attributes not indexed.
+# Spans repeat a few dozen names, so each is classified once instead of per attribute of every span.
+_TERM_KEYS: dict[str, tuple[str, bool]] = {}
+_TERM_KEYS_MAX = 4096
+_POINTER_KEY = "pointer"
+
+
+def _term_key(key: str) -> tuple[str, bool]:
+    found = _TERM_KEYS.get(key)
+    if found is None:
+        if key.startswith(LABEL_PREFIX):
+            found = ("label." + key[len(LABEL_PREFIX) :], True) if _indexable(key) else ("", False)
+        elif key == POINTERS:
+            found = (_POINTER_KEY, False)
+        else:
+            found = (INDEXED_ATTRIBUTES.get(key, ""), False)
+        if len(_TERM_KEYS) >= _TERM_KEYS_MAX:  # a client inventing names: stay bounded
+            _TERM_KEYS.clear()
+        _TERM_KEYS[key] = found
+    return found
+
+
 def _index_terms(batch: SpanBatch, span: Span, tid: bytes, sid: bytes, start: int) -> None:
     """Labels, ids and pointers of one span, for search."""
-    terms = batch.terms
+    append = batch.terms.append
+    known = _TERM_KEYS.get
     for kv in span.attributes:
         key = kv.key
-        if key.startswith(LABEL_PREFIX):
-            text = _string(kv.value)
-            if text is not None and _indexable(text) and _indexable(key):
-                terms.append(Term("label." + key[len(LABEL_PREFIX) :], text, tid, sid, start))
-        elif key == POINTERS:
+        index_key, empty_ok = known(key) or _term_key(key)
+        if not index_key:
+            continue
+        if index_key is _POINTER_KEY and key == POINTERS:
             for item in kv.value.array_value.values:
                 if item.string_value and _indexable(item.string_value):
-                    terms.append(Term("pointer", item.string_value, tid, sid, start))
-        else:
-            index_key = INDEXED_ATTRIBUTES.get(key)
-            if index_key is not None:
-                text = _string(kv.value)
-                if text and _indexable(text):
-                    terms.append(Term(index_key, text, tid, sid, start))
+                    append(Term(_POINTER_KEY, item.string_value, tid, sid, start))
+            continue
+        text = _string(kv.value)
+        if text is not None and (text or empty_ok) and _indexable(text):
+            append(Term(index_key, text, tid, sid, start))
 
 
 def decode(body: bytes, encoding: str | None, content_type: str | None, limits: Limits) -> SpanBatch:
     """An OTLP/HTTP body as it arrived, to rows: inflate, parse, validate; RequestError if refused."""
+    return parse(body, encoding, content_type, limits).normalise()
+
+
+@dataclass
+class Parsed:
+    """A request decoded and checked against the limits, not yet turned into rows: the writer
+    does that (``normalise``) in its own thread, where it does not compete for the GIL."""
+
+    request: ExportTraceServiceRequest
+    rejected: list[Rejection]
+    limits: Limits
+    spans: int  # how many it holds (some may still be rejected by ``normalise``)
+
+    def normalise(self) -> SpanBatch:
+        return normalise(self.request, self.limits, rejected=self.rejected)
+
+
+def parse(body: bytes, encoding: str | None, content_type: str | None, limits: Limits) -> Parsed:
+    """An OTLP/HTTP body as it arrived, inflated, parsed and counted; RequestError if refused."""
     raw = read_body(body, encoding, limits)
     request, rejected = parse_request(raw, content_type, limits)
-    return normalise(request, limits, rejected=rejected)
+    return Parsed(request, rejected, limits, count_spans(request, limits, len(rejected)))
 
 
 # -- answers ---------------------------------------------------------------------------------

@@ -6,6 +6,11 @@ span is acknowledged only after that commit. When the queue holds too many spans
 requests are refused at once (the HTTP layer answers 503 with ``Retry-After``), so memory
 stays bounded under overload.
 
+OTLP/HTTP hands over requests parsed but not yet normalised (``otlp.Parsed``): the writer turns
+them into rows itself, just before writing them. Normalising is Python work that holds the GIL;
+done in other threads, it made the writer wait for the GIL after every row SQLite stepped
+(it is released around each step), which cost more than the normalising.
+
 A waiter may give up on its future (a cancelled request task cancels it); the writer still
 commits that batch, and nothing a waiter does can stop the writer thread: if it died, every
 later request would wait forever and shutdown would drain nothing.
@@ -18,7 +23,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future
 
-from .otlp import SpanBatch
+from .otlp import Parsed, RequestError, SpanBatch
 from .store import SpanStore
 
 logger = logging.getLogger("hoptrace.collector")
@@ -43,7 +48,7 @@ class SpanWriter:
         self._store = store
         self._max_pending = max_pending_spans
         self._max_group = max_group_spans
-        self._queue: deque[tuple[int, SpanBatch, Future[None]]] = deque()
+        self._queue: deque[tuple[int, SpanBatch | Parsed, int, Future[SpanBatch]]] = deque()
         self._pending_spans = 0
         self._cond = threading.Condition()
         self._closing = False
@@ -62,33 +67,35 @@ class SpanWriter:
         if pending >= self._max_pending:
             raise Overloaded(retry_after_s=1 + pending // max(1, self._max_group))
 
-    def submit(self, project_id: int, batch: SpanBatch) -> Future[None]:
-        """Queue a batch; the future completes once it is committed (or fails with the error)."""
-        n = max(1, len(batch.spans))
-        future: Future[None] = Future()
+    def submit(self, project_id: int, batch: SpanBatch | Parsed) -> Future[SpanBatch]:
+        """Queue a batch (or a parsed request, normalised by the writer); the future completes
+        with its rows once they are committed, or fails with the error (``RequestError``: the
+        request was refused whole)."""
+        n = max(1, batch.spans if isinstance(batch, Parsed) else len(batch.spans))
+        future: Future[SpanBatch] = Future()
         with self._cond:
             if self._closing:
                 raise ShuttingDown("the collector is shutting down")
             if self._pending_spans + n > self._max_pending and self._queue:
                 raise Overloaded(retry_after_s=1 + self._pending_spans // max(1, self._max_group))
-            self._queue.append((project_id, batch, future))
+            self._queue.append((project_id, batch, n, future))
             self._pending_spans += n
             self._cond.notify()
         return future
 
-    def _take_group(self) -> list[tuple[int, SpanBatch, Future[None]]] | None:
+    def _take_group(self) -> list[tuple[int, SpanBatch | Parsed, int, Future[SpanBatch]]] | None:
         with self._cond:
             while not self._queue:
                 if self._closing:
                     return None
                 self._cond.wait()
             group = [self._queue.popleft()]
-            size = len(group[0][1].spans)
-            while self._queue and size + len(self._queue[0][1].spans) <= self._max_group:
+            size = group[0][2]
+            while self._queue and size + self._queue[0][2] <= self._max_group:
                 item = self._queue.popleft()
-                size += len(item[1].spans)
+                size += item[2]
                 group.append(item)
-        for _, _, future in group:
+        for _, _, _, future in group:
             # From here on the future cannot be cancelled, so completing it below cannot fail;
             # one cancelled earlier stays cancelled and its batch is written all the same.
             future.set_running_or_notify_cancel()
@@ -99,20 +106,35 @@ class SpanWriter:
             group = self._take_group()
             if group is None:
                 return
-            try:
-                self._store.write([(project_id, batch) for project_id, batch, _ in group])
-                error: BaseException | None = None
-                self.commits += 1
-            except BaseException as exc:
-                logger.exception("hoptrace: writing %d batch(es) failed", len(group))
-                error = exc
+            done: list[tuple[Future[SpanBatch], SpanBatch]] = []
+            items: list[tuple[int, SpanBatch]] = []
+            for project_id, work, _, future in group:
+                try:
+                    batch = work.normalise() if isinstance(work, Parsed) else work
+                except BaseException as exc:  # RequestError: refused whole; anything else: a bug
+                    if not isinstance(exc, RequestError):
+                        logger.exception("hoptrace: normalising a request failed")
+                    if not future.cancelled():
+                        future.set_exception(exc)
+                    continue
+                done.append((future, batch))
+                if batch.spans:
+                    items.append((project_id, batch))
+            error: BaseException | None = None
+            if items:
+                try:
+                    self._store.write(items)
+                    self.commits += 1
+                except BaseException as exc:
+                    logger.exception("hoptrace: writing %d batch(es) failed", len(items))
+                    error = exc
             with self._cond:
-                self._pending_spans -= sum(max(1, len(b.spans)) for _, b, _ in group)
-            for _, _, future in group:
+                self._pending_spans -= sum(n for _, _, n, _ in group)
+            for future, batch in done:
                 if future.cancelled():
                     continue  # nobody waits for the answer
                 if error is None:
-                    future.set_result(None)
+                    future.set_result(batch)
                 else:
                     future.set_exception(error)
 

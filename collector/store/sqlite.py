@@ -6,6 +6,7 @@ writer groups many requests into one transaction, which keeps that affordable.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -44,12 +45,16 @@ from .graph_sql import (
 from .issues_sql import QUEUE_INSERT, queue_rows
 from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS
 
+logger = logging.getLogger("hoptrace.collector")
+
 # Planner statistics are refreshed after the 1st, 16th and every ANALYZE_EVERY-th commit,
 # sampling ANALYZE_ROWS rows per index (see SqliteStore._analyze).
 ANALYZE_EVERY = 256
 ANALYZE_ROWS = 1000
 T = TypeVar("T")
 WRITER_CACHE_KIB = 64 * 1024
+WAL_AUTOCHECKPOINT_PAGES = 65_536  # 256 MiB of 4 KiB pages
+CHECKPOINT_EVERY_S = 1.0
 _SPAN_COLUMNS = (
     "s.trace_id, s.span_id, s.parent_span_id, s.service_name, s.name, s.kind, s.start_ns, s.end_ns, s.status, s.data"
 )
@@ -71,6 +76,10 @@ class SqliteStore:
         # The writer's page cache: the term index takes values in random order, and past the
         # default 2 MiB each insert would read its b-tree pages back from the file.
         self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        # Checkpoints run beside ingest (``_Checkpointer``), not inside the commit that crossed
+        # the threshold: this is only the bound on the WAL should that thread fall behind.
+        self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        self._checkpointer = _Checkpointer(self._connect) if path != ":memory:" else None
         self._graph = GraphPass(self.graph_step, "hoptrace-graph-sqlite")
 
     @classmethod
@@ -186,6 +195,8 @@ class SqliteStore:
             if self._commits in (1, 16) or self._commits % ANALYZE_EVERY == 0:
                 self._analyze()
         self._graph.wake()
+        if self._checkpointer is not None:
+            self._checkpointer.start()
 
     def _analyze(self) -> None:
         """Refresh the planner's statistics (sampled: milliseconds at any size).
@@ -434,11 +445,53 @@ class SqliteStore:
 
     def close(self) -> None:
         self._graph.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._write_lock:
             self._writer.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
+
+
+class _Checkpointer:
+    """Copies committed WAL pages back into the database file once a second, on a connection and
+    thread of its own (PASSIVE: it never blocks the writer, nor waits for readers).
+
+    With the checkpoint inside the writer's commit (SQLite's default past 1,000 WAL pages, which
+    one group commit of the search index's random inserts crosses), every acknowledgement also
+    waited for the database file's writes and fsync.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="hoptrace-checkpoint", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        conn = self._connect()
+        try:
+            while not self._stop.wait(CHECKPOINT_EVERY_S):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    logger.exception("hoptrace: a WAL checkpoint failed; the next one retries")
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(30)
 
 
 def _dedupe(spans: list[StoredSpan]) -> list[StoredSpan]:

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from hoptrace.collector import grpc_ingest
+from hoptrace.collector import grpc_ingest, otlp
 from hoptrace.collector.app import Collector
 from hoptrace.collector.auth import create_project
 from hoptrace.collector.config import CollectorConfig
@@ -293,7 +293,9 @@ def test_a_full_write_backlog_is_refused_before_validation(served: Running, monk
         raise AssertionError("validated a request the backlog could not take")
 
     monkeypatch.setattr(served.collector.config, "max_pending_spans", 0)
-    monkeypatch.setattr(grpc_ingest, "normalise", must_not_run)
+    # Validation: the span count on the call's thread, the rows in the writer.
+    monkeypatch.setattr(grpc_ingest, "count_spans", must_not_run)
+    monkeypatch.setattr(otlp, "normalise", must_not_run)
     error = served.refusal(request([span()]))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert "backlog is full" in error.details()

@@ -335,6 +335,35 @@ def test_label_search_shows_each_span_row_of_a_resent_batch_once(store: SpanStor
     assert [x.name for x in found] == ["once", "twice", "twice"]  # two stored rows of it, as without a label
 
 
+def test_sqlite_checkpoints_the_wal_into_the_database_file_beside_ingest(tmp_path: Any) -> None:
+    """Commits leave the checkpoint to a background thread (not the writer's commit): what was
+    written still reaches the database file itself, without waiting for the WAL to grow big."""
+    path = tmp_path / "ckpt.db"
+    s = open_store(f"sqlite:///{path}")
+    try:
+        s.migrate()
+        project = s.project("default")
+        assert project is not None
+        spans = [span(f"op{i}", start_ns=BASE + i * MS, attributes={"hoptrace.label.k": "v"}) for i in range(50)]
+        s.write([(project.id, batch(spans))])
+
+        def in_file_alone() -> int:
+            copy = tmp_path / "copy.db"  # the database file without its WAL
+            copy.write_bytes(path.read_bytes())
+            with closing(sqlite3.connect(copy)) as conn:
+                try:
+                    return int(conn.execute("SELECT count(*) FROM spans").fetchone()[0])
+                except sqlite3.DatabaseError:
+                    return -1  # caught mid-write of a page: look again
+
+        deadline = time.monotonic() + 15
+        while in_file_alone() != 50 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert in_file_alone() == 50
+    finally:
+        s.close()
+
+
 # -- projects and tokens ---------------------------------------------------------------------
 
 
