@@ -356,3 +356,29 @@ def test_a_batch_sent_twice_is_counted_once() -> None:
     assert edges[("queue:orders", "function:worker", "deliver")].dwell.count == 1
     (txn,) = c.transactions()
     assert (txn.errors, txn.hops) == (1, 1)
+
+
+def test_a_batch_from_more_transactions_than_a_small_group_holds_joins_each_and_what_it_sends_too() -> None:
+    # The correlator keeps groups of traces as small tuples and turns them into sets past a few
+    # (TransactionIndex): forty transactions take the set path for the batch trace's membership.
+    producers = [new_trace() for _ in range(40)]
+    sends = [sqs_send(t, f"m-{i}", start_ms=i) for i, t in enumerate(producers)]
+    batch_trace = new_trace()
+    invocation = span(
+        batch_trace, "worker", "worker", CONSUMER, 1000, 500, resource=lam("worker"), faas__trigger="pubsub",
+        messaging__system="aws_sqs", messaging__destination__name="orders", messaging__batch__message_count=40,
+        links=tuple(link(s, "producer") for s in sends),
+    )  # fmt: skip
+    onward = sqs_send(batch_trace, "m-out", start_ms=1100, queue="totals")
+    later_trace = new_trace()
+    c = Correlator()
+    c.add([invocation, onward])  # the batch first: its own transaction until its producers come
+    assert [t.root_trace_id for t in c.transactions()] == [batch_trace.hex()]
+    c.add(sends[:20])
+    c.add(sends[20:])
+    c.add([sqs_invocation(later_trace, "m-out", 2000)])
+    txns = c.transactions()
+    assert sorted(t.root_trace_id for t in txns) == sorted(p.hex() for p in producers)  # the batch's own is gone
+    for t in txns:
+        assert set(t.trace_ids) == {t.root_trace_id, batch_trace.hex(), later_trace.hex()}
+    assert len(c.transaction_of(later_trace)) == 40
