@@ -27,6 +27,8 @@ from .views import rfc3339
 API = "/api/v1"
 router = APIRouter()
 MINUTE_NS = 60 * 10**9
+ID_MAX = 2**31 - 1  # ids are INTEGER columns: larger ones cannot exist (and would overflow the query)
+INT_MIN = -(2**31)
 DAY_NS = 24 * 3600 * 10**9
 
 Kind = Literal["exception", "http_5xx", "timeout", "error"]
@@ -45,7 +47,7 @@ def project_of(request: Request, write: bool = False, name: str | None = None) -
     if not store.has_tokens():
         if not name:
             return c.default_project_id
-        found = store.project(name)
+        found = store.project(name) if "\0" not in name else None
         if found is None:
             raise HTTPException(404, f"no project named {name!r}")
         return found.id
@@ -100,7 +102,7 @@ def list_issues(
         if not re.fullmatch(r"[0-9]{1,19}:[0-9]{1,12}", cursor):
             raise HTTPException(400, "cursor is not one this API returned")
         seen, _, issue_id = cursor.partition(":")
-        before = (int(seen), int(issue_id))
+        before = (min(int(seen), 2**63 - 1), min(int(issue_id), ID_MAX))
     query = db.IssueQuery(kind, status, function, _time_ns(from_, "from"), _time_ns(to, "to"), limit, before)
     found = collector_of(request).store.run_read(lambda sql: db.list_issues(sql, project_id, query))
     last = found[-1] if len(found) == limit else None
@@ -125,7 +127,7 @@ def issues_status(request: Request) -> dict[str, Any]:
 @router.get(f"{API}/issues/{{issue_id}}", tags=["issues"], summary="One issue: timeline, latest occurrences")
 def get_issue(
     request: Request,
-    issue_id: int = Path(ge=1),
+    issue_id: int = Path(ge=1, le=ID_MAX),
     from_: Optional[str] = Query(None, alias="from", description="timeline start; default: a day before `to`"),
     to: Optional[str] = Query(None, description="timeline end; default: now"),
     occurrences: int = Query(10, ge=0, le=100, description="how many of the latest occurrences"),
@@ -208,14 +210,14 @@ def _change_status(request: Request, issue_id: int, change: StatusChange) -> dic
 
 
 @router.post(f"{API}/issues/{{issue_id}}/status", tags=["issues"], summary="Resolve, ignore or reopen an issue")
-def post_status(request: Request, change: StatusChange, issue_id: int = Path(ge=1)) -> dict[str, Any]:
+def post_status(request: Request, change: StatusChange, issue_id: int = Path(ge=1, le=ID_MAX)) -> dict[str, Any]:
     """A resolved issue that occurs again reopens by itself, marked ``regression``; an ignored one
     keeps counting but notifies no one. Takes a read or admin token."""
     return _change_status(request, issue_id, change)
 
 
 @router.patch(f"{API}/issues/{{issue_id}}", tags=["issues"], summary="Resolve, ignore or reopen an issue")
-def patch_issue(request: Request, change: StatusChange, issue_id: int = Path(ge=1)) -> dict[str, Any]:
+def patch_issue(request: Request, change: StatusChange, issue_id: int = Path(ge=1, le=ID_MAX)) -> dict[str, Any]:
     """The same as ``POST /api/v1/issues/{id}/status``."""
     return _change_status(request, issue_id, change)
 
@@ -223,7 +225,7 @@ def patch_issue(request: Request, change: StatusChange, issue_id: int = Path(ge=
 @router.get(f"{API}/notifications", tags=["notifications"], summary="Notifications sent or being sent")
 def list_notifications(
     request: Request,
-    issue_id: Optional[int] = Query(None, ge=1),
+    issue_id: Optional[int] = Query(None, ge=1, le=ID_MAX),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Newest first: ``state`` pending (with ``attempts`` and ``last_error``), delivered, failed or
@@ -330,12 +332,12 @@ def _get_channel(request: Request, project_id: int, channel_id: int) -> db.Chann
 
 
 @router.get(f"{API}/channels/{{channel_id}}", tags=["notifications"], summary="One channel (secrets never shown)")
-def get_channel(request: Request, channel_id: int = Path(ge=1)) -> dict[str, Any]:
+def get_channel(request: Request, channel_id: int = Path(ge=1, le=ID_MAX)) -> dict[str, Any]:
     return channel_json(_get_channel(request, project_of(request), channel_id))
 
 
 @router.patch(f"{API}/channels/{{channel_id}}", tags=["notifications"], summary="Change a channel (admin token)")
-def patch_channel(request: Request, body: ChannelPatch, channel_id: int = Path(ge=1)) -> dict[str, Any]:
+def patch_channel(request: Request, body: ChannelPatch, channel_id: int = Path(ge=1, le=ID_MAX)) -> dict[str, Any]:
     project_id = project_of(request, write=True)
     old = _get_channel(request, project_id, channel_id)
     fields = {**old.config, **old.secret, **body.model_dump(exclude_none=True)}
@@ -346,7 +348,7 @@ def patch_channel(request: Request, body: ChannelPatch, channel_id: int = Path(g
 
 @router.delete(f"{API}/channels/{{channel_id}}", tags=["notifications"], summary="Delete a channel and its rules",
                status_code=204)  # fmt: skip
-def delete_channel(request: Request, channel_id: int = Path(ge=1)) -> Response:
+def delete_channel(request: Request, channel_id: int = Path(ge=1, le=ID_MAX)) -> Response:
     project_id = project_of(request, write=True)
     if not collector_of(request).store.run_write(lambda sql: db.delete_channel(sql, project_id, channel_id)):
         raise HTTPException(404, f"no channel {channel_id} in this project")
@@ -363,9 +365,9 @@ class RuleIn(BaseModel):
     ``kinds`` and ``functions`` narrow it (empty: all)."""
 
     name: str = Field(min_length=1, max_length=200)
-    channel_id: int = Field(ge=1)
-    threshold: int = 1
-    interval: int = Field(1, ge=1)
+    channel_id: int = Field(ge=1, le=ID_MAX)
+    threshold: int = Field(1, ge=INT_MIN, le=ID_MAX)
+    interval: int = Field(1, ge=1, le=ID_MAX)
     bucket: Bucket = "hour"
     kinds: list[Kind] = Field(default_factory=list)
     functions: list[str] = Field(default_factory=list, max_length=100)
@@ -374,9 +376,9 @@ class RuleIn(BaseModel):
 
 class RulePatch(BaseModel):
     name: Optional[str] = Field(None, min_length=1, max_length=200)
-    channel_id: Optional[int] = Field(None, ge=1)
-    threshold: Optional[int] = None
-    interval: Optional[int] = Field(None, ge=1)
+    channel_id: Optional[int] = Field(None, ge=1, le=ID_MAX)
+    threshold: Optional[int] = Field(None, ge=INT_MIN, le=ID_MAX)
+    interval: Optional[int] = Field(None, ge=1, le=ID_MAX)
     bucket: Optional[Bucket] = None
     kinds: Optional[list[Kind]] = None
     functions: Optional[list[str]] = Field(None, max_length=100)
@@ -433,12 +435,12 @@ def _get_rule(request: Request, project_id: int, rule_id: int) -> tuple[Rule, st
 
 
 @router.get(f"{API}/rules/{{rule_id}}", tags=["notifications"], summary="One rule")
-def get_rule(request: Request, rule_id: int = Path(ge=1)) -> dict[str, Any]:
+def get_rule(request: Request, rule_id: int = Path(ge=1, le=ID_MAX)) -> dict[str, Any]:
     return rule_json(*_get_rule(request, project_of(request), rule_id))
 
 
 @router.patch(f"{API}/rules/{{rule_id}}", tags=["notifications"], summary="Change a rule (admin token)")
-def patch_rule(request: Request, body: RulePatch, rule_id: int = Path(ge=1)) -> dict[str, Any]:
+def patch_rule(request: Request, body: RulePatch, rule_id: int = Path(ge=1, le=ID_MAX)) -> dict[str, Any]:
     project_id = project_of(request, write=True)
     old, name = _get_rule(request, project_id, rule_id)
     change = body.model_dump(exclude_none=True)
@@ -457,7 +459,7 @@ def patch_rule(request: Request, body: RulePatch, rule_id: int = Path(ge=1)) -> 
 
 @router.delete(f"{API}/rules/{{rule_id}}", tags=["notifications"], summary="Delete a rule (admin token)",
                status_code=204)  # fmt: skip
-def delete_rule(request: Request, rule_id: int = Path(ge=1)) -> Response:
+def delete_rule(request: Request, rule_id: int = Path(ge=1, le=ID_MAX)) -> Response:
     project_id = project_of(request, write=True)
     if not collector_of(request).store.run_write(lambda sql: db.delete_rule(sql, project_id, rule_id)):
         raise HTTPException(404, f"no rule {rule_id} in this project")

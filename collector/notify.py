@@ -72,6 +72,10 @@ class _Loop:
                 self._wake.wait(self._idle_s)
                 self._wake.clear()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
@@ -139,6 +143,9 @@ class Notifier:
         lease = int(self.config.lease_s * 1e9)
         claimed = self.store.run_write(lambda sql: db.claim_due(sql, now, lease, 16))
         for delivery in claimed:
+            if self._loop.stopping:  # give the rest back at once rather than let their leases run out
+                self.store.run_write(partial(db.release, delivery_id=delivery.id, now=time.time_ns()))
+                continue
             state, error = self._attempt(delivery)
             attempts = delivery.attempts + 1
             next_ns = time.time_ns()

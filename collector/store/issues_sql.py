@@ -180,7 +180,7 @@ def _apply_project(sql: Sql, project: int, found: list[Occurrence], now: int) ->
         st = issues[occ.fingerprint]
         st.count += 1
         first, event = st.count == 1, "new"
-        if st.status == RESOLVED:
+        if st.status == RESOLVED and occ.time_ns > st.status_ns:  # not an old one arriving late
             st.status, st.regression, st.status_ns = OPEN, 1, now
             first, event = True, "regression"
         elif not first:
@@ -610,9 +610,14 @@ def finish(sql: Sql, delivery_id: int, state: str, error: str, next_attempt_ns: 
     done = time.time_ns() if state != "pending" else None
     sql.run(
         "UPDATE notify_outbox SET state = ?, last_error = ?, next_attempt_ns = ?, attempts = attempts + 1,"
-        " done_ns = ? WHERE id = ?",
+        " done_ns = ? WHERE id = ? AND state = 'pending'",  # not one dropped meanwhile (its channel deleted)
         [state, error[:500], next_attempt_ns, done, delivery_id],
     )
+
+
+def release(sql: Sql, delivery_id: int, now: int) -> None:
+    """Give back a claimed notification not attempted (the notifier is stopping): due at once."""
+    sql.run("UPDATE notify_outbox SET next_attempt_ns = ? WHERE id = ? AND state = 'pending'", [now, delivery_id])
 
 
 def outbox_pending(sql: Sql) -> int:
