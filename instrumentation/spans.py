@@ -473,6 +473,9 @@ class Tracer(trace.Tracer):
         self.resource = provider.resource
         self.processor = provider.processor
         self.scope = scope
+        # A processor that only records open spans by id on start offers that dict
+        # (``started_by_id``): the hot path then stores into it instead of calling ``on_start``.
+        self._started: dict[int, Any] | None = getattr(provider.processor, "started_by_id", None)
 
     def start_span(
         self,
@@ -518,7 +521,11 @@ class Tracer(trace.Tracer):
                 time.time_ns(),
                 self,
             )
-            self.processor.on_start(span, None)
+            started = self._started
+            if started is not None:
+                started[id(span)] = span  # on_start, written out
+            else:
+                self.processor.on_start(span, None)
             return span
         return self._start(trace.get_current_span(current), name, kind, attributes, None)
 

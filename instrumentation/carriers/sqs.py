@@ -149,22 +149,21 @@ def json_members(span: Span, body: Any) -> tuple[bytes | None, str | None]:
     every send of one trace, so it is formatted once per trace (``_members_template``) and each
     send fills in its span id with one ``bytes %``.
     """
-    ctx = span.context if type(span) is OwnSpan else span.get_span_context()
-    if CONTEXT_IS_TUPLE:  # the SpanContext's fields by position: no property calls on this path
-        trace_id, span_id, flags, state, valid = ctx[0], ctx[1], ctx[3], ctx[4], ctx[5]
-    else:  # pragma: no cover - an API that lays SpanContext out otherwise
-        trace_id, span_id, flags, state, valid = (
-            ctx.trace_id,
-            ctx.span_id,
-            ctx.trace_flags,
-            ctx.trace_state,
-            ctx.is_valid,
-        )
-    if not valid:
-        return None, None
     template = _last_template
-    if template.trace_id != trace_id or template.flags != flags or template.state is not state:
-        template = _members_template(trace_id, flags, state)
+    if type(span) is OwnSpan and CONTEXT_IS_TUPLE:
+        # Our own span: valid and sampled, its trace id and state its parent's. So the template
+        # made for a sibling (same parent context object, the usual case) is this span's too.
+        ctx, parent = span.context, span.parent
+        span_id = ctx[1]
+        if parent is None or template.parent is not parent:
+            template = _members_template(ctx[0], ctx[3], ctx[4], parent)
+    else:
+        ctx = span.get_span_context()
+        trace_id, span_id, flags, state = ctx.trace_id, ctx.span_id, ctx.trace_flags, ctx.trace_state
+        if not ctx.is_valid:
+            return None, None
+        if template.trace_id != trace_id or template.flags != flags or template.state is not state:
+            template = _members_template(trace_id, flags, state, None)
     # Most bodies are far below the limit: their length bounds their UTF-8 size without measuring it.
     if (type(body) is str and len(body) <= template.safe_chars) or text_bytes(body) <= template.w3c_room:
         return template.full % (span_id, span_id), None
@@ -177,6 +176,7 @@ class _Template(NamedTuple):
     trace_id: int
     flags: int
     state: Any  # the TraceState, compared by identity
+    parent: Any  # the parent SpanContext of the span it was made for, if one of ours (compared by identity)
     full: bytes  # AWSTraceHeader and W3C attributes; two span ids
     system_only: bytes  # AWSTraceHeader alone, for a message too big for W3C; one span id
     # Both end with the "}" that closes the body (``AwsCall.body_suffix``).
@@ -184,7 +184,7 @@ class _Template(NamedTuple):
     safe_chars: int  # bodies of at most this many characters fit whatever they hold (4 bytes each at most)
 
 
-def _members_template(trace_id: int, flags: int, state: Any) -> _Template:
+def _members_template(trace_id: int, flags: int, state: Any, parent: Any) -> _Template:
     global _last_template
     trace_hex = f"{trace_id:032x}"
     sampled = "1" if flags & 1 else "0"
@@ -198,13 +198,13 @@ def _members_template(trace_id: int, flags: int, state: Any) -> _Template:
     w3c_room = MAX_MESSAGE_BYTES - _TRACEPARENT_BYTES - (_TRACESTATE_BYTES + len(tracestate) if tracestate else 0)
     full, system = full + "}}", system + "}"
     template = _Template(
-        trace_id, int(flags), state, full.encode("ascii"), system.encode("ascii"), w3c_room, w3c_room // 4
+        trace_id, int(flags), state, parent, full.encode("ascii"), system.encode("ascii"), w3c_room, w3c_room // 4
     )
     _last_template = template  # one assignment: another thread sees the old template or this one
     return template
 
 
-_last_template = _Template(0, -1, None, b"", b"", 0, 0)  # matches no real trace
+_last_template = _Template(0, -1, None, None, b"", b"", 0, 0)  # matches no real trace
 
 
 # JSON members for ``json_members``: the shapes botocore would serialise, without the optional
