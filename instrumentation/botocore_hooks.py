@@ -118,6 +118,7 @@ class _Operation:
     """What every call of one operation shares, worked out on its first call."""
 
     __slots__ = (
+        "_common",
         "attributes",
         "carrier",
         "defer",
@@ -128,6 +129,7 @@ class _Operation:
         "service_name",
         "span_name",
         "splice",
+        "start",
     )
 
     def __init__(self, model: Any) -> None:
@@ -143,6 +145,8 @@ class _Operation:
         # Every span of the operation starts with these (and the region): copied, never changed.
         self.attributes = {"rpc.system": "aws-api", "rpc.service": self.service_name, "rpc.method": self.operation}
         self.respond: Any = getattr(self.carrier, "response_attributes", None)
+        self.start: Any = getattr(self.carrier, "start_attributes", None)
+        self._common: dict[str, dict[str, Any]] = {}
         # Whether a usual answer may be read when the span is exported instead of during the
         # call: for our own spans, when reading it needs neither the request's parameters (not
         # kept that long) nor the whole answer (only its metadata and the carrier's few ids).
@@ -152,6 +156,13 @@ class _Operation:
         if self.carrier is not None:
             fixed = getattr(self.carrier, "fixed_span_kind", False) is True
             self.kind = self.carrier.span_kind(self.operation, {}) if fixed else None
+
+    def common(self, region: str) -> dict[str, Any]:
+        """The attributes every span of the operation in ``region`` starts with (read-only)."""
+        common = self._common.get(region)
+        if common is None:
+            common = self._common[region] = {**self.attributes, "cloud.region": region}
+        return common
 
 
 _operations: dict[Any, _Operation] = {}
@@ -187,15 +198,27 @@ def _before_parameter_build(
         kind = op.kind
         if kind is None:
             kind = carrier.span_kind(op.operation, params)  # type: ignore[union-attr]  # kind is fixed without a carrier
-        region = context.get("client_region")
-        attributes = op.attributes.copy()
-        attributes["cloud.region"] = region or ""
+        client_region = context.get("client_region")
+        region = client_region or ""
+        start = op.start
+        # A carrier may give the span's first attributes at once (see start_attributes).
+        attributes = (
+            start(op.operation, params, op._common.get(region) or op.common(region), region)
+            if start is not None
+            else None
+        )
+        started_with = attributes is not None
+        if attributes is None:
+            attributes = op.attributes.copy()
+            attributes["cloud.region"] = region
         tracer = st.tracer
         if type(tracer) is spans.Tracer:
             span = tracer.start_child(current, op.span_name, kind, attributes)
         else:  # the SDK's, when setup fell back to it
             span = tracer.start_span(op.span_name, kind=kind, attributes=attributes)
-        call = context[_CALL_KEY] = AwsCall(op.service, op.operation, params, span, region, op)
+        call = context[_CALL_KEY] = AwsCall(op.service, op.operation, params, span, client_region, op)
+        if started_with:
+            call.started_with = True
         if st.config.capture_payloads:
             # Before the carrier injects anything: capture what the user asked for.
             from .payload import REQUEST_ATTRIBUTE, capture

@@ -11,7 +11,10 @@ One module per carrier, each with the same shape (DESIGN §3–4):
   the operation alone, so the hooks ask it once per operation instead of once per call; and
   ``deferrable_answers``, the operations whose answer the response methods read from the answer
   and ``call.span``/``call.operation`` alone (not ``call.params``): the hooks may then run them
-  when the span is exported rather than during the call;
+  when the span is exported rather than during the call; and
+  ``start_attributes(operation, params, common, region)``, a fresh dict of the span's first
+  attributes (``common`` included) for the operations it knows, None for the others: the hooks
+  then start the span with it, and ``call.started_with`` tells ``on_request`` they did;
 - consumer side, ``extract(record) -> RecordContext``: the producer's context found in one
   record of a Lambda event, and the same pointers seen from the receiving end.
 
@@ -51,7 +54,7 @@ class AwsCall:
     A plain slotted class, not a dataclass: one is made per AWS call, on the hot path.
     """
 
-    __slots__ = ("body_suffix", "may_splice", "op", "operation", "params", "region", "service", "span")
+    __slots__ = ("body_suffix", "may_splice", "op", "operation", "params", "region", "service", "span", "started_with")
 
     def __init__(
         self,
@@ -74,6 +77,8 @@ class AwsCall:
         self.may_splice = False
         self.body_suffix: bytes | None = None
         self.op = op  # what the botocore hooks know of the operation (their ``_Operation``), if they made the call
+        # Set by the hooks when the span started with the carrier's ``start_attributes``.
+        self.started_with = False
 
 
 class AwsCarrier(Protocol):

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from opentelemetry.trace import Span, SpanKind
 
-from ..spans import CONTEXT_IS_TUPLE, EMPTY_TRACE_STATE, MAX_ATTRIBUTES, set_many
+from ..spans import CONTEXT_IS_TUPLE, EMPTY_TRACE_STATE, set_many
 from ..spans import Span as OwnSpan
 from . import POINTERS, AwsCall, RecordContext, add_pointers, inject_entries, xray
 from .sns import (
@@ -99,6 +99,8 @@ def _send_attributes(url: Any) -> dict[str, Any]:
 
 
 _queue_names: dict[str, str] = {}  # a function sends to a few queues, many times
+# (region, queue URL) -> a SendMessage span's first attributes (read-only; see start_attributes)
+_starts: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 # --- producer side -----------------------------------------------------------------------
@@ -235,6 +237,29 @@ class SqsCarrier:
             return SpanKind.CONSUMER
         return SpanKind.CLIENT
 
+    def start_attributes(
+        self, operation: str, params: Mapping[str, Any], common: dict[str, Any], region: str
+    ) -> dict[str, Any] | None:
+        """A SendMessage span's first attributes at once, ``common`` ones included (a fresh dict).
+
+        The whole set is made once per region and queue URL and copied per send: one copy of
+        a dict of the final size costs a fraction of adding the messaging attributes to the
+        common ones (which grows the dict). None for other operations.
+        """
+        if operation != "SendMessage":
+            return None
+        url = params.get("QueueUrl")
+        key = (region, url) if type(url) is str else None
+        start = _starts.get(key) if key is not None else None
+        if start is None:
+            sent = _sends.get(url) if type(url) is str else None
+            start = {**common, **(sent if sent is not None else _send_attributes(url))}
+            if key is not None:
+                if len(_starts) >= 256:
+                    _starts.clear()
+                _starts[key] = start
+        return start.copy()
+
     def on_request(self, call: AwsCall) -> None:
         operation = call.operation
         params, span = call.params, call.span
@@ -246,14 +271,10 @@ class SqsCarrier:
         ):
             # The usual send, written out: context goes into the serialised body (see json_members).
             call.body_suffix, reason = json_members(span, params.get("MessageBody"))
-            url = params.get("QueueUrl")
-            sent = _sends.get(url) if type(url) is str else None
-            if sent is None:
-                sent = _send_attributes(url)
-            if type(span) is OwnSpan and span._end_time is None and len(span.attributes) + len(sent) <= MAX_ATTRIBUTES:
-                span.attributes.update(sent)  # set_many, written out
-            else:
-                set_many(span, sent)
+            if not call.started_with:  # the hooks did not start the span with start_attributes'
+                url = params.get("QueueUrl")
+                sent = _sends.get(url) if type(url) is str else None
+                set_many(span, sent if sent is not None else _send_attributes(url))
             if reason:
                 record_skipped(span, [reason])
             return
