@@ -275,6 +275,14 @@ def parse_request(
         raise RequestError(400, "the JSON body is nested too deeply") from None
     except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
         raise RequestError(400, f"the JSON body is not a valid OTLP ExportTraceServiceRequest: {exc}") from None
+    except SystemError as exc:
+        # protobuf's upb looks a member name up as UTF-8: one with an unpaired surrogate escape
+        # ("\udc00") fails inside it and surfaces as a SystemError caused by the encode error.
+        if isinstance(exc.__cause__, UnicodeError):
+            raise RequestError(
+                400, f"the JSON body has a member name that is not valid Unicode: {exc.__cause__}"
+            ) from None
+        raise
     return request, rejected
 
 

@@ -37,7 +37,7 @@ WRAPPER = ROOT / "instrumentation" / "aws_lambda" / "hoptrace-exec-wrapper"
 SUPPORTED_VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 # Server-side parts of the distribution: in the wheel, never needed in a function.
-SERVER_PACKAGES = ("collector", "graph", "ui")
+SERVER_PACKAGES = ("collector", "graph", "ui", "demo")
 # Lambda's limit for a function and all its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 

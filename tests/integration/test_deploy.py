@@ -83,7 +83,7 @@ def test_layer_leaves_out_server_code_and_server_dependencies(layer_zip: Path) -
         tops = {n.split("/")[1] for n in zf.namelist() if n.startswith("python/") and n.count("/") >= 2}
         hoptrace_parts = {n.split("/")[2] for n in zf.namelist() if n.startswith("python/hoptrace/")}
     assert not {"fastapi", "uvicorn", "psycopg", "networkx", "starlette", "grpc", "bin"} & tops, tops
-    assert not {"collector", "graph", "ui"} & hoptrace_parts, hoptrace_parts
+    assert not {"collector", "graph", "ui", "demo"} & hoptrace_parts, hoptrace_parts
     assert "instrumentation" in hoptrace_parts
 
 

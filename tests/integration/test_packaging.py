@@ -30,13 +30,13 @@ def test_wheel_installs_everything_under_the_hoptrace_namespace_only(wheel: Path
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/", 1)[0] for n in names if not n.startswith("hoptrace-") or "/" not in n}
     assert top == {"hoptrace"}, f"unexpected top-level entries: {top}"
-    for package_dir in ("instrumentation", "collector", "graph", "ui"):
+    for package_dir in ("instrumentation", "collector", "graph", "ui", "demo"):
         assert f"hoptrace/{package_dir}/__init__.py" in names
 
 
 def test_every_source_package_folder_is_in_the_wheel(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for part in ("instrumentation", "collector", "graph", "ui"):
+    for part in ("instrumentation", "collector", "graph", "ui", "demo"):
         for init in (ROOT / part).rglob("__init__.py"):
             rel = init.relative_to(ROOT)
             assert f"hoptrace/{rel.as_posix()}" in names, f"{rel} is missing from the wheel"

@@ -157,6 +157,8 @@ def test_json_ids_of_the_wrong_length_are_rejected_like_protobuf_ones() -> None:
         (b'{"resourceSpans": [{"scopeSpans": [{"spans": {}}]}]}', "spans must be a list, got an object"),
         (b'{"resourceSpans": [{"resource": {"attributes": 1}}]}', "not a valid OTLP"),
         (b'{"a": ' * 5000 + b"1" + b"}" * 5000, "nested too deeply"),
+        (b'{"x\\udc00": 1}', "member name that is not valid Unicode"),  # an unpaired surrogate escape
+        (b'{"resourceSpans": [{"resource": {"\\ud800": 1}}]}', "member name that is not valid Unicode"),
     ],
 )
 def test_malformed_json_is_a_400_that_says_why(body: bytes, says: str) -> None:
