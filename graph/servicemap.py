@@ -55,12 +55,14 @@ class ServiceMap:
             self.graph.nodes[node_id]["rollup"] = rollup
 
     def node_rollup(self, node_id: str) -> Rollup:
-        """A function's own invocations; for a resource, the merge of the calls that reach it."""
+        """A function's own invocations; for a resource, the merge of the calls that reach it; for
+        an entry (an API route, a schedule, clients), the merge of what it sent on."""
         own: Rollup | None = self.graph.nodes[node_id].get("rollup")
         if own is not None:
             return own
         merged = Rollup()
-        for _, _, data in self.graph.in_edges(node_id, data=True):
+        edges = self.graph.in_edges(node_id, data=True) or self.graph.out_edges(node_id, data=True)
+        for _, _, data in edges:
             merged.merge(data["rollup"])
         return merged
 

@@ -101,6 +101,10 @@ def test_the_map_json_has_the_nodes_edges_and_fields_of_design_7_with_layers_fro
     assert nodes["function:orders-api"]["count"] == 1
     assert nodes["function:orders-api"]["p50_ms"] == pytest.approx(80, rel=ALPHA)
     assert nodes["queue:orders"]["count"] == 1  # a resource: the calls that reach it
+    assert nodes["api:POST /orders"]["count"] == 1  # an entry: the requests it passed on
+    assert nodes["api:POST /orders"]["errors"] == 0
+    failing = {n["id"]: n for n in ServiceMap(*pipeline_rollups(failures=1).window(0, 2**62)).to_json()["nodes"]}
+    assert failing["api:POST /orders"]["errors"] == 1  # the route answered what its function answered
     edge = next(e for e in doc["edges"] if e["id"] == "function:orders-api|queue:orders|publish")
     assert {
         "source",
