@@ -65,7 +65,7 @@ class Occurrence:
     function: str
     message: str
     stacktrace: str
-    error_key: str = ""  # exceptions: type and raw message, to recognise one propagated through spans
+    error_key: str = ""  # exceptions: a hash of type and raw message, to recognise one propagated through spans
 
 
 # -- stack traces -------------------------------------------------------------------------------
@@ -217,14 +217,14 @@ def _exception(span: GraphSpan, seq: int, event: ExceptionEvent, function: str) 
     title = _cut(f"{type_}: {head}" if type_ and head else type_ or head or "exception", MAX_TITLE)
     culprit = str(frames[0]) if frames else function
     time_ns = event.time_ns or span.end_ns
+    error_key = _fingerprint(type_, message)
     return Occurrence(span.trace_id, span.span_id, seq, time_ns, EXCEPTION, key, title, culprit, function,
-                      _cut(message, MAX_MESSAGE), _cut(stacktrace, MAX_STACKTRACE), f"{type_}\0{message}")  # fmt: skip
+                      _cut(message, MAX_MESSAGE), _cut(stacktrace, MAX_STACKTRACE), error_key)  # fmt: skip
 
 
-def without_propagated(found: Sequence[tuple[GraphSpan, list[Occurrence]]]) -> list[Occurrence]:
-    """The occurrences of spans read together, each error once: an exception recorded on a span
-    and again (same type and message) on the span it ran under — its parent, or the invocation a
-    record's span links to — went up through both; it counts once, where it was raised."""
+def raised_into(found: Sequence[tuple[GraphSpan, list[Occurrence]]]) -> set[tuple[bytes, str]]:
+    """(span id, error key) of each span an exception went up into from a span below it: its
+    parent, or the invocation a batch record's span links to."""
     below: set[tuple[bytes, str]] = set()
     for span, occurrences_ in found:
         above = [link.span_id for link in span.links if link.type == "invocation"]
@@ -233,6 +233,17 @@ def without_propagated(found: Sequence[tuple[GraphSpan, list[Occurrence]]]) -> l
         for occ in occurrences_:
             if occ.kind == EXCEPTION:
                 below.update((span_id, occ.error_key) for span_id in above)
+    return below
+
+
+def without_propagated(
+    found: Sequence[tuple[GraphSpan, list[Occurrence]]],
+    also: set[tuple[bytes, str]] | frozenset[tuple[bytes, str]] = frozenset(),
+) -> list[Occurrence]:
+    """The occurrences of spans read together, each error once: an exception recorded on a span
+    and again (same type and message) on the span it ran under went up through both; it counts
+    once, where it was raised. ``also``: what ``raised_into`` said of spans read before."""
+    below = raised_into(found) | set(also)
     return [
         occ
         for _, occurrences_ in found

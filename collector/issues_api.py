@@ -20,6 +20,7 @@ from . import auth
 from .api import _time_ns
 from .app import collector_of
 from .issues import Rule
+from .notify import ISSUE_LOCK
 from .store import issues_sql as db
 from .store.graph_sql import Sql
 from .views import rfc3339
@@ -203,7 +204,7 @@ def _change_status(request: Request, issue_id: int, change: StatusChange) -> dic
         changed = db.set_status(sql, project_id, issue_id, change.status)
         return db.get_issue(sql, project_id, issue_id) if changed else None
 
-    changed = store.run_write(write)
+    changed = store.run_write(write, lock=ISSUE_LOCK)  # in turn with the issue pass: neither undoes the other
     if changed is None:
         raise HTTPException(404, f"no issue {issue_id} in this project")
     return issue_json(changed)

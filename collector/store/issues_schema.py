@@ -135,16 +135,31 @@ HEALTH_MIGRATION: list[str] = [
     "CREATE INDEX function_errors_by_minute ON function_errors (minute)",
 ]
 
+# An exception recorded on a span and again on the span it went up into (parent, or the
+# invocation a batch record links to) is one error; this remembers where exceptions went up
+# into, so the outer span counts nothing even when a later pass reads it.
+RAISED_MIGRATION: list[str] = [
+    """CREATE TABLE issue_raised (
+        project_id INTEGER NOT NULL,
+        span_id {blob} NOT NULL,
+        error_key TEXT NOT NULL,
+        time_ns BIGINT NOT NULL,
+        PRIMARY KEY (project_id, span_id, error_key)
+    )""",
+    "CREATE INDEX issue_raised_by_time ON issue_raised (time_ns)",
+]
+
 # The tables ISSUES_MIGRATION creates (tokens aside, which it rebuilds).
 ISSUES_TABLES = ("issue_queue", "issues", "issue_functions", "issue_minutes", "issue_occurrences", "notify_channels",
                  "notify_rules", "notify_outbox", "notify_github_issues")  # fmt: skip
 
-HEALTH_TABLES = ("function_errors",)
+HEALTH_TABLES = ("function_errors", "issue_raised")  # migrations 8 and 9
 
 # Beside the graph's retention (same named parameters): occurrences and minutes go; issues stay.
 ISSUES_RETENTION = [
     "DELETE FROM issue_occurrences WHERE time_ns < %(cutoff)s",
     "DELETE FROM issue_minutes WHERE minute < %(minute)s",
     "DELETE FROM function_errors WHERE minute < %(minute)s",
+    "DELETE FROM issue_raised WHERE time_ns < %(cutoff)s",
     "DELETE FROM notify_outbox WHERE state <> 'pending' AND done_ns < %(cutoff)s",
 ]

@@ -61,6 +61,9 @@ def queue_rows(items: list[tuple[int, SpanBatch]]) -> list[tuple[int, bytes]]:
 class Prepared:
     rows: list[int]
     occurrences: dict[int, list[Occurrence]] = field(default_factory=dict)
+    # Per project, (span id, error key) of spans an exception went up into, with its time: a
+    # parent read in a later pass recognises the exception its child already counted.
+    raised: dict[int, list[tuple[bytes, str, int]]] = field(default_factory=dict)
 
 
 def prepare(sql: Sql, max_spans: int = STEP_SPANS) -> Prepared | None:
@@ -79,9 +82,14 @@ def prepare(sql: Sql, max_spans: int = STEP_SPANS) -> Prepared | None:
     for _, project, packed in taken:
         by_project.setdefault(project, []).append(packed)
     for project, packs in by_project.items():
-        found = grouping.without_propagated(_load(sql, project, b"".join(packs)))
+        loaded = _load(sql, project, b"".join(packs))
+        found = grouping.without_propagated(loaded)
         if found:
             prepared.occurrences[project] = found
+        raised = grouping.raised_into(loaded)
+        if raised:  # kept with the time the exception was raised, for retention
+            when = {o.error_key: o.time_ns for _, occs in loaded for o in occs}
+            prepared.raised[project] = [(span_id, key, when[key]) for span_id, key in sorted(raised)]
     return prepared
 
 
@@ -142,11 +150,32 @@ def apply(sql: Sql, prepared: Prepared, lock: str = "") -> bool:
     if present != len(prepared.rows):
         return False
     now = time.time_ns()
+    for project, raised in sorted(prepared.raised.items()):
+        sql.run_many(
+            "INSERT INTO issue_raised (project_id, span_id, error_key, time_ns) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [(project, span_id, key, at) for span_id, key, at in raised],
+        )
     for project, found in sorted(prepared.occurrences.items()):
-        _apply_project(sql, project, found, now)
+        _apply_project(sql, project, _not_raised_below(sql, project, found), now)
     for chunk in _chunks(prepared.rows):
         sql.run(f"DELETE FROM issue_queue WHERE id IN ({_marks(len(chunk))})", list(chunk))
     return True
+
+
+def _not_raised_below(sql: Sql, project: int, found: list[Occurrence]) -> list[Occurrence]:
+    """Without the exceptions a span below already counted (read in an earlier pass)."""
+    spans = sorted({o.span_id for o in found if o.kind == grouping.EXCEPTION})
+    known: set[tuple[bytes, str]] = set()
+    for chunk in _chunks(spans):
+        for span_id, key in sql.rows(
+            f"SELECT span_id, error_key FROM issue_raised WHERE project_id = ? AND span_id IN ({_marks(len(chunk))})",
+            [project, *chunk],
+        ):
+            known.add((bytes(span_id), key))
+    if not known:
+        return found
+    return [o for o in found if not (o.kind == grouping.EXCEPTION and (o.span_id, o.error_key) in known)]
 
 
 def _apply_project(sql: Sql, project: int, found: list[Occurrence], now: int) -> None:

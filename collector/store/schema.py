@@ -7,7 +7,7 @@ reached and only ever moves forward.
 
 from __future__ import annotations
 
-from .issues_schema import HEALTH_MIGRATION, ISSUES_MIGRATION, ISSUES_RETENTION
+from .issues_schema import HEALTH_MIGRATION, ISSUES_MIGRATION, ISSUES_RETENTION, RAISED_MIGRATION
 
 # Per-minute (and per-hour) metrics of a map node or edge: counts, health shares and the
 # mergeable latency and dwell sketches (hoptrace.graph.sketch), keyed by project, time and id.
@@ -202,6 +202,8 @@ MIGRATIONS: list[list[str]] = [
     ISSUES_MIGRATION,
     # 8: function health's errors by class (collector/store/issues_sql.py).
     HEALTH_MIGRATION,
+    # 9: where exceptions went up through nested spans, so each counts once (issues_sql.py).
+    RAISED_MIGRATION,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -455,3 +455,33 @@ def test_exceptions_from_the_opentelemetry_sdk_group_by_the_users_frames_and_cou
         assert (issue["kind"], issue["count"], issue["functions"]) == ("exception", 5, ["shop-worker"])
         assert issue["title"] == "ValueError: card declined for order <n>"
         assert issue["culprit"].startswith("_charge (") and "test_issues_notify.py" in issue["culprit"]
+
+
+def test_an_exception_counted_on_a_span_is_not_counted_again_when_its_parent_arrives_later(tmp_path: Any) -> None:
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    with CollectorProcess(f"sqlite:///{tmp_path / 'late.db'}", env=ENV) as collector, collector.client() as api:
+        provider = TracerProvider(resource=Resource.create({"service.name": "shop-worker"}))
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector.url}/v1/traces")))
+        tracer = provider.get_tracer("test")
+        parent = tracer.start_span("handle", kind=SpanKind.SERVER)
+        child = tracer.start_span("charge", context=trace.set_span_in_context(parent))
+        try:
+            _charge(1)
+        except ValueError as error:
+            child.record_exception(error)
+            child.end()  # exported and counted on its own
+            settled(api)
+            assert [i["count"] for i in issues(api)] == [1]
+            parent.record_exception(error)  # the same exception, on the span it went up into
+            parent.end()
+        other = tracer.start_span("handle", kind=SpanKind.SERVER)
+        other.record_exception(ValueError("card declined for order 2"))  # raised there: counts
+        other.end()
+        provider.shutdown()
+        settled(api)
+        assert sorted(i["count"] for i in issues(api)) == [1, 1]
