@@ -328,5 +328,5 @@ def results_markdown(results: dict[str, Any], order: tuple[str, ...] = ()) -> st
     for name in names:
         g = groups[name]
         rendered = report_from_json(g).markdown().splitlines()
-        lines += [rendered[0], "", f"Machine: {machine_line(g.get('machine', {}))}.", *rendered[1:]]
+        lines += [rendered[0], "", f"Machine: {machine_line(g.get('machine', {}))}.", *rendered[1:], ""]
     return "\n".join(lines).rstrip() + "\n"
