@@ -137,7 +137,10 @@ class TraceFacts:
             self.entry = {"trigger": trigger, "name": name, "service": service}
             self.entry_ns = start
 
-    def merge(self, other: TraceFacts) -> TraceFacts:
+    def merge(self, other: TraceFacts, counted: bool = True) -> TraceFacts:
+        """Add ``other`` into these facts (in place) and return them; ``counted=False`` leaves out
+        the span ids counted so far (a summary across traces never asks for them, and they are
+        the largest part: up to SEEN_CAP per trace)."""
         if other.start_ns:
             self.start_ns = other.start_ns if not self.start_ns else min(self.start_ns, other.start_ns)
         self.end_ns = max(self.end_ns, other.end_ns)
@@ -147,7 +150,7 @@ class TraceFacts:
         self.cold_starts += other.cold_starts
         self.retries += other.retries
         self.sends |= other.sends
-        if len(self.seen) < SEEN_CAP:
+        if counted and len(self.seen) < SEEN_CAP:
             self.seen |= other.seen
         if other.failed and len(self.failed) < SEEN_CAP:
             self.failed |= other.failed
@@ -225,7 +228,7 @@ def summarise(root: bytes, facts: Mapping[bytes, TraceFacts], hops: Iterable[Hop
     inner = [h for h in hops if h.from_trace in members and h.to_trace in members]
     total = TraceFacts()
     for trace_id in sorted(members):
-        total.merge(facts[trace_id])
+        total.merge(facts[trace_id], counted=False)
     incomplete = bool(total.sends - _consumed(inner, total.failed))
     root_facts = facts.get(root, TraceFacts())
     others = sorted(t.hex() for t in members if t != root)
