@@ -91,7 +91,9 @@ class CollectorProcess:
         return int(self.proc.returncode or 0)
 
     def __enter__(self) -> CollectorProcess:
-        return self.start()
+        # ``with CollectorProcess(…).start() as c`` and ``with CollectorProcess(…) as c`` both
+        # start it once: a second start would orphan the first process, still holding the port.
+        return self if self.proc is not None and self.proc.poll() is None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
