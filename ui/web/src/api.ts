@@ -113,3 +113,34 @@ export async function apiGet<T>(path: string, params: Params = {}, signal?: Abor
   if (body === null) throw new ApiError(response.status, url, "the answer was not JSON");
   return body as T;
 }
+
+/** POST/PATCH/DELETE with a JSON body. ``token`` overrides the stored one (the rule editor's admin
+ * token). Errors come back as ApiError with the API's own words; they are never sent to the token
+ * prompt, so a page can show "this token may not" in place. */
+export async function apiSend<T>(
+  method: "POST" | "PATCH" | "DELETE",
+  path: string,
+  body?: unknown,
+  token?: string | null,
+): Promise<T | null> {
+  const url = `/api/v1${path}`;
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const bearer = token || memoryToken || storedToken();
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  let response: Response;
+  try {
+    response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (err) {
+    throw new ApiError(0, url, `the collector did not answer (${String(err)})`);
+  }
+  const text = await response.text();
+  let parsed: unknown = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, url, detailOf(parsed, response.statusText || text.slice(0, 200)));
+  return parsed as T | null;
+}

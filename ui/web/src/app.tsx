@@ -13,7 +13,10 @@ import {
   toLocalInput,
   windowOf,
 } from "./timerange";
+import { FunctionHealthView } from "./views/health";
+import { IssuesView, IssueView } from "./views/issues";
 import { MapView } from "./views/map";
+import { RulesView } from "./views/rules";
 import { ServicesView } from "./views/services";
 import { SpansView } from "./views/spans";
 import { TraceView } from "./views/trace";
@@ -141,6 +144,8 @@ const NAV = [
   { path: "/transactions", label: "Transactions" },
   { path: "/spans", label: "Spans" },
   { path: "/services", label: "Services" },
+  { path: "/issues", label: "Issues" },
+  { path: "/rules", label: "Rules" },
 ];
 
 function route(location: Location, props: { window: ReturnType<typeof windowOf>; tick: number }) {
@@ -150,6 +155,12 @@ function route(location: Location, props: { window: ReturnType<typeof windowOf>;
   if (path === "/transactions") return <TransactionsView {...common} />;
   if (path === "/spans") return <SpansView {...common} />;
   if (path === "/services") return <ServicesView {...common} />;
+  if (path === "/issues") return <IssuesView {...common} />;
+  if (path === "/rules") return <RulesView location={location} tick={props.tick} />;
+  const issue = path.match(/^\/issues\/([^/]+)$/);
+  if (issue) return <IssueView key={issue[1]} {...common} id={decodeURIComponent(issue[1])} />;
+  const health = path.match(/^\/functions\/([^/]+)$/);
+  if (health) return <FunctionHealthView key={health[1]} {...common} name={decodeURIComponent(health[1])} />;
   const trace = path.match(/^\/traces\/([^/]+)$/);
   if (trace) return <TraceView key={trace[1]} location={location} traceId={decodeURIComponent(trace[1])} />;
   const txn = path.match(/^\/transactions\/([^/]+)$/);

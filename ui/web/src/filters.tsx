@@ -33,7 +33,7 @@ export function labelParams(text: string): [string, string][] {
     .filter(([key, value]) => key.length > 6 && value.length > 0);
 }
 
-export function FilterForm(props: { location: Location; fields: Field[]; label: string; testid?: string }) {
+export function FilterForm(props: { location: Location; fields: Field[]; label: string; testid?: string; labels?: boolean }) {
   const { location, fields } = props;
   const initial: Record<string, string> = {};
   for (const field of fields) initial[field.name] = location.params.get(field.name) ?? "";
@@ -86,6 +86,7 @@ export function FilterForm(props: { location: Location; fields: Field[]; label: 
           )}
         </label>
       ))}
+      {props.labels === false ? null : (
       <label class="wide">
         <span>Labels</span>
         <input
@@ -96,6 +97,7 @@ export function FilterForm(props: { location: Location; fields: Field[]; label: 
           onInput={(e) => set("labels", (e.currentTarget as HTMLInputElement).value)}
         />
       </label>
+      )}
       <div class="filter-actions">
         <button type="submit" class="primary">
           Search

@@ -205,6 +205,12 @@ function SelectionPanel(props: {
         <p>
           <Link href={carryRange(location, "/transactions", filter)}>Search transactions through {node.name}</Link>
         </p>
+        {SERVICE_KINDS.has(node.kind) ? (
+          <p>
+            <Link href={carryRange(location, `/functions/${encodeURIComponent(node.name)}`)}>Health of {node.name}</Link> ·{" "}
+            <Link href={carryRange(location, "/issues", { function: node.name })}>Issues in {node.name}</Link>
+          </p>
+        ) : null}
       </Drawer>
     );
   }
