@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ TemplateError: {HOSTILE}
 @dataclass
 class Errors:
     url: str
+    ingest_token: str
     read_token: str
     admin_token: str
     receiver: Receiver
@@ -99,7 +101,7 @@ def errors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Errors]:
             send(sender, "checkout", [invocation(late + 10 * S + i * S, status=502) for i in range(2)])
             hostile = ("TemplateError", HOSTILE, HOSTILE_STACK)
             send(sender, "stock", [invocation(late + 20 * S + i * S, exception=hostile) for i in range(3)])
-        found = Errors(collector.url, read, admin, receiver)
+        found = Errors(collector.url, ingest, read, admin, receiver)
         with found.api() as api:
             wait_until_counted(api)
         yield found
@@ -233,12 +235,18 @@ def test_a_status_change_the_api_refuses_is_shown_plainly(errors_page: Page, err
     issue = errors.issue("http_5xx", "checkout")
     page.goto(f"{errors.url}/issues/{issue['id']}")
     expect(page.get_by_test_id("issue-status")).to_have_text("open")
-    # The stored token is swapped for one the collector does not know after the page loaded.
-    page.evaluate(f"localStorage.setItem({TOKEN_KEY!r}, 'ht_read_not-a-real-token')")
+    # The stored token is swapped, after the page loaded, for the ingest token (which may send
+    # spans but not change issues), then for one the collector does not know.
+    page.evaluate(f"localStorage.setItem({TOKEN_KEY!r}, {errors.ingest_token!r})")
     page.get_by_test_id("issue-ignored").click()
     error = page.get_by_test_id("status-error")
+    expect(error).to_contain_text("HTTP 403")
+    expect(error).to_contain_text("this is a ingest token; this call needs read or admin token")
+    page.evaluate(f"localStorage.setItem({TOKEN_KEY!r}, 'ht_read_not-a-real-token')")
+    page.get_by_test_id("issue-ignored").click()
     expect(error).to_contain_text("HTTP 401")
     expect(error).to_contain_text("a valid token is required")
+    expect(page.get_by_test_id("issue-status")).to_have_text("open")
     with errors.api() as api:
         assert api.get(f"/api/v1/issues/{issue['id']}").json()["status"] == "open"
 
@@ -330,3 +338,25 @@ def test_the_rule_editor_creates_with_an_admin_token_and_shows_a_read_tokens_ref
     expect(rows).to_have_count(1)
     with errors.api() as api:
         assert [r["name"] for r in api.get("/api/v1/rules").json()["rules"]] == ["first only"]
+
+
+def test_a_resolved_issue_that_comes_back_is_marked_a_regression(errors_page: Page, errors: Errors) -> None:
+    page = errors_page
+    issue = errors.issue("http_5xx", "checkout")
+    page.goto(f"{errors.url}/issues/{issue['id']}")
+    page.get_by_test_id("issue-resolved").click()
+    expect(page.get_by_test_id("issue-status")).to_have_text("resolved")
+    expect(page.get_by_test_id("regression")).to_have_count(0)
+    with httpx.Client(base_url=errors.url, headers={"Authorization": f"Bearer {errors.ingest_token}"}) as sender:
+        send(sender, "checkout", [invocation(time.time_ns(), status=502)])  # after the resolve: it came back
+    with errors.api() as api:
+        wait_until_counted(api)
+    page.goto(f"{errors.url}/issues?kind=http_5xx")
+    row = page.get_by_test_id("issue-row")
+    expect(row).to_have_count(1)
+    expect(row.get_by_test_id("issue-status")).to_have_text("open")
+    expect(row.get_by_test_id("regression")).to_be_visible()
+    expect(row.get_by_test_id("issue-count")).to_have_text("3")
+    row.get_by_role("link", name=re.compile("HTTP 502")).click()
+    expect(page.get_by_test_id("regression")).to_be_visible()
+    expect(page.get_by_test_id("occurrence")).to_have_count(3)
