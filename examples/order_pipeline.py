@@ -16,7 +16,6 @@ go to any OTLP/HTTP collector.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import shutil
 import socket
@@ -38,6 +37,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import hoptrace
+from hoptrace.demo.events import http_api_event, sqs_event, stream_event
 from hoptrace.instrumentation import setup
 
 REGION = "us-east-1"
@@ -76,101 +76,6 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.05)
     proc.kill()
     raise SystemExit("moto_server did not start")
-
-
-def http_api_event(method: str, route: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event."""
-    return {
-        "version": "2.0",
-        "routeKey": f"{method} {route}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"host": "shop.execute-api.us-east-1.amazonaws.com", "content-type": "application/json"},
-        "requestContext": {
-            "apiId": "shop",
-            "domainName": "shop.execute-api.us-east-1.amazonaws.com",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "demo",
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": f"{method} {route}",
-            "stage": "$default",
-            "timeEpoch": int(time.time() * 1000),
-        },
-        "body": json.dumps(body),
-        "isBase64Encoded": False,
-    }
-
-
-def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
-    """The SQS event Lambda delivers for messages as ReceiveMessage returned them."""
-    records = []
-    for m in messages:
-        attrs = {}
-        for name, a in (m.get("MessageAttributes") or {}).items():
-            attrs[name] = {
-                "stringValue": a.get("StringValue"),
-                "binaryValue": base64.b64encode(a["BinaryValue"]).decode() if "BinaryValue" in a else None,
-                "stringListValues": [],
-                "binaryListValues": [],
-                "dataType": a["DataType"],
-            }
-        records.append(
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": attrs,
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": REGION,
-            }
-        )
-    return {"Records": records}
-
-
-def _lambda_image(image: dict[str, Any]) -> dict[str, Any]:
-    """GetRecords returns binary values as bytes; Lambda events carry them base64-encoded."""
-    out: dict[str, Any] = {}
-    for name, value in image.items():
-        ((kind, v),) = value.items()
-        if kind == "B":
-            v = base64.b64encode(v).decode()
-        elif kind == "M":
-            v = _lambda_image(v)
-        out[name] = {kind: v}
-    return out
-
-
-def stream_event(records: list[dict[str, Any]], stream_arn: str) -> dict[str, Any]:
-    """The DynamoDB stream event Lambda delivers for records as GetRecords returned them."""
-    out = []
-    for r in records:
-        d = dict(r["dynamodb"])
-        for key in ("Keys", "NewImage", "OldImage"):
-            if key in d:
-                d[key] = _lambda_image(d[key])
-        ts = d.get("ApproximateCreationDateTime")
-        if ts is not None and hasattr(ts, "timestamp"):
-            d["ApproximateCreationDateTime"] = int(ts.timestamp())
-        out.append(
-            {
-                "eventID": r["eventID"],
-                "eventName": r["eventName"],
-                "eventVersion": r.get("eventVersion", "1.1"),
-                "eventSource": "aws:dynamodb",
-                "awsRegion": REGION,
-                "dynamodb": d,
-                "eventSourceARN": stream_arn,
-            }
-        )
-    return {"Records": out}
 
 
 class Shop:
@@ -259,7 +164,10 @@ def run(endpoint: str, orders: int) -> None:
     for i in range(orders):
         order = {"order_id": f"o-{i + 1}", "customer": f"c-{i % 2 + 1}", "amount": str(10 + i)}
         print(f"  POST /checkout {order['order_id']}")
-        shop.checkout_api(http_api_event("POST", "/checkout", "/checkout", order), Context("checkout-api"))
+        request = http_api_event(
+            "POST", "/checkout", "/checkout", {}, {"content-type": "application/json"}, json.dumps(order)
+        )
+        shop.checkout_api(request, Context("checkout-api"))
     with as_lambda_service():
         messages = shop.sqs.receive_message(
             QueueUrl=shop.queue_url,
