@@ -54,7 +54,7 @@ def test_quick_run_writes_merged_json_and_markdown_with_baselines_and_machine(tm
     assert "database size per million spans" in scale_rows
     overload = results["groups"]["overload"]["sections"][0]
     raw = overload["raw"]
-    # The quick run shrinks the collector's queue so that 5× the sustained rate is refused with 503s.
+    # The quick run shrinks the collector's queue to one request, so that 5× the sustained rate is refused with 503s.
     assert sum(raw["overload"]["refused"].values()) > 0 and raw["overload"]["refused_without_retry_after"] == 0
     assert raw["lost_spans"] == 0 and raw["stored_spans"] >= raw["acked_spans"] > 0
     lost_row = next(r for r in overload["rows"] if r["name"].startswith("spans in the store"))
