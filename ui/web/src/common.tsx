@@ -4,7 +4,7 @@ import type { ComponentChildren } from "preact";
 import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { ApiError } from "./api";
 import { show } from "./format";
-import { navigate } from "./router";
+import { type Location, navigate, withParams } from "./router";
 
 export function Link(props: { href: string; children: ComponentChildren; class?: string; title?: string }) {
   return (
@@ -154,5 +154,17 @@ export function Drawer(props: { title: string; onClose: () => void; children: Co
       </header>
       <div class="drawer-body">{props.children}</div>
     </div>
+  );
+}
+
+/** The cursor pager of a search page: back to the newest page, and on to older ones while the
+ * API gives a next cursor (the cursor lives in the URL, so a page can be shared). */
+export function Pager(props: { location: Location; next: string | null | undefined; noun: string }) {
+  const { location, next, noun } = props;
+  return (
+    <nav class="pager" aria-label="Pages">
+      {location.params.get("cursor") ? <Link href={withParams(location, { cursor: null })}>« Newest</Link> : null}
+      {next ? <Link href={withParams(location, { cursor: next })}>Older {noun} »</Link> : null}
+    </nav>
   );
 }

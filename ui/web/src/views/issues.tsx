@@ -4,11 +4,11 @@
 import { useState } from "preact/hooks";
 import { type ApiError, apiSend } from "../api";
 import { BarChart, binCounts, SparkBars } from "../charts";
-import { ErrorBox, Id, Link, Loading } from "../common";
+import { ErrorBox, Id, Link, Loading, Pager } from "../common";
 import { FilterForm } from "../filters";
 import { when } from "../format";
 import { useApi } from "../hooks";
-import { carryRange, type Location, withParams } from "../router";
+import { carryRange, type Location } from "../router";
 import type { Window } from "../timerange";
 
 export interface Issue {
@@ -203,12 +203,7 @@ export function IssuesView(props: { location: Location; window: Window; tick: nu
               ))}
             </tbody>
           </table>
-          <nav class="pager" aria-label="Pages">
-            {location.params.get("cursor") ? <Link href={withParams(location, { cursor: null })}>« Newest</Link> : null}
-            {result.data?.next_cursor ? (
-              <Link href={withParams(location, { cursor: result.data.next_cursor })}>Older issues »</Link>
-            ) : null}
-          </nav>
+          <Pager location={location} next={result.data?.next_cursor} noun="issues" />
         </>
       ) : null}
     </div>

@@ -1,10 +1,10 @@
 // Span search: every filter of GET /api/v1/spans, kept in the URL, newest first, cursor pages.
 import { useState } from "preact/hooks";
-import { ErrorBox, HowToSendData, Link, Loading } from "../common";
+import { ErrorBox, HowToSendData, Link, Loading, Pager } from "../common";
 import { apiFilters, FilterForm, type SortDir, SortHeader, sortRows } from "../filters";
 import { ms, when } from "../format";
 import { useApi } from "../hooks";
-import { carryRange, type Location, withParams } from "../router";
+import { carryRange, type Location } from "../router";
 import type { Window } from "../timerange";
 import type { ServicesResponse, Span, SpanSearchResponse } from "../types";
 
@@ -118,12 +118,7 @@ export function SpansView(props: { location: Location; window: Window; tick: num
               ))}
             </tbody>
           </table>
-          <nav class="pager" aria-label="Pages">
-            {location.params.get("cursor") ? <Link href={withParams(location, { cursor: null })}>« Newest</Link> : null}
-            {result.data.next_cursor ? (
-              <Link href={withParams(location, { cursor: result.data.next_cursor })}>Older spans »</Link>
-            ) : null}
-          </nav>
+          <Pager location={location} next={result.data.next_cursor} noun="spans" />
         </>
       ) : null}
     </div>

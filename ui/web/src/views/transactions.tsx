@@ -1,10 +1,10 @@
 // Transaction search: GET /api/v1/transactions with its filters in the URL, a sortable table.
 import { useState } from "preact/hooks";
-import { ErrorBox, HowToSendData, Link, Loading } from "../common";
+import { ErrorBox, HowToSendData, Link, Loading, Pager } from "../common";
 import { apiFilters, FilterForm, type SortDir, SortHeader, sortRows } from "../filters";
 import { ms, show, when } from "../format";
 import { useApi } from "../hooks";
-import { carryRange, type Location, withParams } from "../router";
+import { carryRange, type Location } from "../router";
 import type { Window } from "../timerange";
 import type { TransactionRow, TransactionSearchResponse } from "../types";
 import { ServiceOptions } from "./spans";
@@ -112,12 +112,7 @@ export function TransactionsView(props: { location: Location; window: Window; ti
               ))}
             </tbody>
           </table>
-          <nav class="pager" aria-label="Pages">
-            {location.params.get("cursor") ? <Link href={withParams(location, { cursor: null })}>« Newest</Link> : null}
-            {result.data?.next_cursor ? (
-              <Link href={withParams(location, { cursor: result.data.next_cursor })}>Older transactions »</Link>
-            ) : null}
-          </nav>
+          <Pager location={location} next={result.data?.next_cursor} noun="transactions" />
         </>
       ) : null}
     </div>
