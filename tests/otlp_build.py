@@ -66,3 +66,17 @@ def request(
     rs.resource.attributes.extend(kvs({"service.name": service, **(resource or {})}))
     rs.scope_spans.add().spans.extend(spans)
     return req
+
+
+def json_attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """Attributes in OTLP JSON (booleans, 64-bit integers as strings, the rest as strings)."""
+    out = []
+    for k, v in d.items():
+        if isinstance(v, bool):
+            value: dict[str, Any] = {"boolValue": v}
+        elif isinstance(v, int):
+            value = {"intValue": str(v)}
+        else:
+            value = {"stringValue": str(v)}
+        out.append({"key": k, "value": value})
+    return out

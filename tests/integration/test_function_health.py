@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from tests.collector_server import CollectorProcess
-from tests.integration.test_issues_notify import ENV, MINUTE, MS, S, _attrs, errors, minute_start, send, wait_for
+from tests.integration.test_issues_notify import ENV, MINUTE, MS, S, errors, minute_start, send, wait_for
+from tests.otlp_build import json_attrs
 
 RESOURCE = {"service.name": "checkout", "faas.name": "checkout", "cloud.platform": "aws_lambda"}
 
@@ -29,9 +30,9 @@ def invocations(start_ns: int, n: int, cold: int = 0, timeout: bool = False) -> 
         spans.append({
             "traceId": os.urandom(16).hex(), "spanId": os.urandom(8).hex(), "name": "POST /orders", "kind": 2,
             "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + (900 if timeout else 20) * MS),
-            "status": {"code": 2 if timeout else 0}, "attributes": _attrs(attributes),
+            "status": {"code": 2 if timeout else 0}, "attributes": json_attrs(attributes),
         })  # fmt: skip
-    return {"resourceSpans": [{"resource": {"attributes": _attrs(RESOURCE)}, "scopeSpans": [{"spans": spans}]}]}
+    return {"resourceSpans": [{"resource": {"attributes": json_attrs(RESOURCE)}, "scopeSpans": [{"spans": spans}]}]}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

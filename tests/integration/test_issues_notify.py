@@ -20,6 +20,7 @@ from hoptrace.collector.auth import create_project, hash_token, new_token
 from hoptrace.collector.store import open_store
 from tests.collector_server import CollectorProcess
 from tests.notify_receiver import Receiver
+from tests.otlp_build import json_attrs
 from tests.pg import create_database
 
 S, MS = 10**9, 10**6
@@ -36,19 +37,6 @@ TRACE = """Traceback (most recent call last):
 """
 
 
-def _attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for k, v in d.items():
-        if isinstance(v, bool):
-            value: dict[str, Any] = {"boolValue": v}
-        elif isinstance(v, int):
-            value = {"intValue": str(v)}
-        else:
-            value = {"stringValue": str(v)}
-        out.append({"key": k, "value": value})
-    return out
-
-
 def errors(n: int, start_ns: int, exc_type: str = "PaymentError", line: int = 12, function: str = "checkout",
            step_ns: int = 10 * MS, status: int | None = None) -> dict[str, Any]:  # fmt: skip
     """An OTLP/JSON request with ``n`` failed invocations of ``function``, each raising the same
@@ -59,17 +47,17 @@ def errors(n: int, start_ns: int, exc_type: str = "PaymentError", line: int = 12
         span: dict[str, Any] = {
             "traceId": os.urandom(16).hex(), "spanId": os.urandom(8).hex(), "name": "POST /orders", "kind": 2,
             "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 5 * MS), "status": {"code": 2},
-            "attributes": _attrs({"faas.trigger": "http", "http.route": "/orders",
+            "attributes": json_attrs({"faas.trigger": "http", "http.route": "/orders",
                                   **({"http.response.status_code": status} if status else {})}),
         }  # fmt: skip
         if status is None:
             order = 1000 + i
-            span["events"] = [{"name": "exception", "timeUnixNano": str(start + 4 * MS), "attributes": _attrs({
+            span["events"] = [{"name": "exception", "timeUnixNano": str(start + 4 * MS), "attributes": json_attrs({
                 "exception.type": exc_type, "exception.message": f"card declined for order {order}",
                 "exception.stacktrace": TRACE.format(line=line, type=exc_type, order=order)})}]  # fmt: skip
         spans.append(span)
     resource = {"service.name": function, "faas.name": function, "cloud.platform": "aws_lambda"}
-    return {"resourceSpans": [{"resource": {"attributes": _attrs(resource)}, "scopeSpans": [{"spans": spans}]}]}
+    return {"resourceSpans": [{"resource": {"attributes": json_attrs(resource)}, "scopeSpans": [{"spans": spans}]}]}
 
 
 def minute_start(minutes_ago: int) -> int:

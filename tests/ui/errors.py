@@ -9,21 +9,10 @@ from typing import Any
 
 import httpx
 
+from tests.otlp_build import json_attrs as attrs
+
 MS, S = 10**6, 10**9
 MINUTE = 60 * S
-
-
-def attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for k, v in d.items():
-        if isinstance(v, bool):
-            value: dict[str, Any] = {"boolValue": v}
-        elif isinstance(v, int):
-            value = {"intValue": str(v)}
-        else:
-            value = {"stringValue": str(v)}
-        out.append({"key": k, "value": value})
-    return out
 
 
 def _resource(function: str) -> dict[str, Any]:
