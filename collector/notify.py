@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +28,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
-from .store import SpanStore
+from .store import SpanStore, StepLoop
 from .store import issues_sql as db
 from .store.issues_sql import Delivery
 
@@ -42,54 +41,13 @@ GITHUB_IF_EXISTS = ("reopen-and-comment", "comment", "nothing")
 USER_AGENT = "hoptrace-notifier"
 
 
-class _Loop:
-    """A daemon thread running ``step`` until it returns 0, then waiting ``idle_s`` or a ``wake()``."""
-
-    def __init__(self, step: Callable[[], int], name: str, idle_s: float) -> None:
-        self._step = step
-        self._idle_s = idle_s
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                done = self._step()
-            except Exception:
-                if self._stop.is_set():
-                    return
-                logger.exception("hoptrace: %s failed; it retries in a second", self._thread.name)
-                self._stop.wait(1.0)
-                continue
-            if not done:
-                self._wake.wait(self._idle_s)
-                self._wake.clear()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
-
-
 class IssuePass:
     """Counts queued error spans into issues, a bounded batch per transaction."""
 
     def __init__(self, store: SpanStore, on_notifications: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self._on_notifications = on_notifications
-        self._loop = _Loop(self.step, "hoptrace-issues", idle_s=0.5)
+        self._loop = StepLoop(self.step, "hoptrace-issues", idle_s=0.5)
 
     def step(self) -> int:
         """One batch: prepare on a reader, apply in one write transaction; returns its row count."""
@@ -125,7 +83,7 @@ class Notifier:
     def __init__(self, store: SpanStore, config: NotifyConfig | None = None) -> None:
         self.store = store
         self.config = config or NotifyConfig()
-        self._loop = _Loop(self.step, "hoptrace-notifier", idle_s=min(1.0, self.config.backoff_s))
+        self._loop = StepLoop(self.step, "hoptrace-notifier", idle_s=min(1.0, self.config.backoff_s))
 
     def start(self) -> None:
         self._loop.start()

@@ -123,34 +123,29 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message says what to fix."""
 
 
-class GraphPass:
-    """A store's background pass over the graph's backlog (see ``graph_sql``).
+class StepLoop:
+    """A daemon thread running ``step`` (one bounded transaction; returns how much it did) until
+    it returns 0, then waiting ``idle_s`` or a ``wake()``. A failing step is logged and retried a
+    second later: background work (the graph pass, issues, notifications) never stops for good.
+    The thread starts on the first ``start()`` or ``wake()``."""
 
-    Started by the first ``wake()`` (a write), so a store that only reads or manages projects
-    runs no thread. ``step()`` does one bounded transaction and returns how many spans it took.
-    """
-
-    def __init__(self, step: Callable[[], int], name: str) -> None:
+    def __init__(self, step: Callable[[], int], name: str, idle_s: float = 0.5) -> None:
         self._step = step
         self._name = name
+        self._idle_s = idle_s
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._external = False
 
-    def external(self) -> None:
-        """Another process steps this store's backlog (``graph_worker``): writes wake nothing here."""
+    def start(self) -> None:
         with self._lock:
-            self._external = True
-
-    def wake(self) -> None:
-        with self._lock:
-            if self._external:
-                return
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
+
+    def wake(self) -> None:
+        self.start()
         self._wake.set()
 
     def _run(self) -> None:
@@ -160,19 +155,16 @@ class GraphPass:
             except Exception:
                 if self._stop.is_set():
                     return
-                logger.exception("hoptrace: the graph pass failed; it retries in a second")
+                logger.exception("hoptrace: %s failed; it retries in a second", self._name)
                 self._stop.wait(1.0)
                 continue
             if not done:
-                self._wake.wait(0.5)
+                self._wake.wait(self._idle_s)
                 self._wake.clear()
 
-    def sync(self) -> int:
-        """Process the whole backlog now, in the caller's thread; returns how many spans."""
-        total = 0
-        while done := self._step():
-            total += done
-        return total
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()
@@ -180,6 +172,31 @@ class GraphPass:
         thread = self._thread
         if thread is not None:
             thread.join(timeout_s)
+
+
+class GraphPass(StepLoop):
+    """A store's background pass over the graph's backlog (see ``graph_sql``).
+
+    Started by the first ``wake()`` (a write), so a store that only reads or manages projects
+    runs no thread. ``step()`` does one bounded transaction and returns how many spans it took.
+    """
+
+    _external = False
+
+    def external(self) -> None:
+        """Another process steps this store's backlog (``graph_worker``): writes wake nothing here."""
+        self._external = True
+
+    def wake(self) -> None:
+        if not self._external:
+            super().wake()
+
+    def sync(self) -> int:
+        """Process the whole backlog now, in the caller's thread; returns how many spans."""
+        total = 0
+        while done := self._step():
+            total += done
+        return total
 
 
 class SpanStore(Protocol):
