@@ -36,7 +36,7 @@ class Collector:
             public_url=config.public_url or f"http://{config.host}:{config.port}",
             backoff_s=config.notify_backoff_s, max_attempts=config.notify_attempts,
             timeout_s=config.notify_timeout_s))  # fmt: skip
-        self.issues = IssuePass(self.store, on_notifications=self.notifier.wake)
+        self.issues = IssuePass(self.store, self.notifier.wake, config.record_age_warn_s)
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
         # The graph pass in a process of its own (``graph_worker``) leaves this one's GIL to ingest.

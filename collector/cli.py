@@ -73,6 +73,7 @@ def serve(args: argparse.Namespace) -> int:
         notify_backoff_s=env.notify_backoff_s,
         notify_attempts=env.notify_attempts,
         notify_timeout_s=env.notify_timeout_s,
+        record_age_warn_s=env.record_age_warn_s,
         graph_process=(args.graph_pass or graph_pass_setting() or "process") == "process",
     )
     if config.grpc_port is not None:

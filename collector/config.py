@@ -34,6 +34,7 @@ class CollectorConfig:
     notify_backoff_s: float = 2.0  # first retry of an undelivered notification; doubles per attempt
     notify_attempts: int = 12  # attempts before a notification is given up
     notify_timeout_s: float = 10.0  # per HTTP call to a receiver
+    record_age_warn_s: float = 300.0  # a queue or stream record older than this at invocation warns
     # Derive the graph in a child process (``graph_worker``) rather than a thread of this one:
     # ``hoptrace serve`` does by default, so ingest keeps a core and the GIL to itself.
     graph_process: bool = False
@@ -60,6 +61,7 @@ class CollectorConfig:
             notify_backoff_s=parse_duration(e.get("HOPTRACE_NOTIFY_BACKOFF") or "2s"),
             notify_attempts=_env_int("HOPTRACE_NOTIFY_ATTEMPTS", 12),
             notify_timeout_s=parse_duration(e.get("HOPTRACE_NOTIFY_TIMEOUT") or "10s"),
+            record_age_warn_s=parse_duration(e.get("HOPTRACE_RECORD_AGE_WARN") or "5m"),
             graph_process=graph_pass_setting() == "process",
         )
 

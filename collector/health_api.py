@@ -2,8 +2,10 @@
 
 Invocations, errors, throttles, duration percentiles, cold starts and timeouts come from the
 graph's per-minute node rollups; errors split by class (exception, http_5xx, timeout, error)
-from the issue pass's per-minute counts (``function_errors``). A window can be compared with an
-earlier one, like the map ("before and after the deploy").
+from the issue pass's per-minute counts (``function_errors``); init duration, peak memory,
+time used against the deadline, concurrency, retries and record age from the issue pass's
+``function_health`` minutes (``collector/health.py`` says how each is computed). A window can
+be compared with an earlier one, like the map ("before and after the deploy").
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from hoptrace.graph.rollup import MINUTE_NS, Rollup
 
 from .api import _time_ns
 from .app import collector_of
+from .health import BASIS, HealthMinute
 from .issues import KINDS
 from .issues_api import project_of
+from .store import health_sql
 from .store import issues_sql as db
 from .views import rfc3339
 
@@ -47,7 +51,28 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _totals(rollup: Rollup, classes: dict[str, int]) -> dict[str, Any]:
+def _share(basis_points: int, count: int) -> float | None:
+    return round(basis_points / BASIS, 4) if count else None
+
+
+def _figures(h: HealthMinute) -> dict[str, Any]:
+    """What the function_health minutes add to a window's (or one minute's) health."""
+    return {
+        "init_p50_ms": _ms(h.init.quantile(0.5)),
+        "init_p95_ms": _ms(h.init.quantile(0.95)),
+        "memory_peak_bytes": h.memory_peak if h.memory_count else None,
+        "memory_limit_bytes": h.memory_limit or None,
+        "memory_share_max": _share(h.memory_share_max, h.memory_limit and h.memory_count),
+        "memory_near_limit": h.memory_near,
+        "deadline_share_max": _share(h.deadline_share_max, h.deadline_count),
+        "near_timeout": h.deadline_near,
+        "retries": h.retries,
+        "record_age_p95_ms": _ms(h.record_age.quantile(0.95)),
+        "record_age_max_ms": h.record_age_max if h.record_age.count else None,
+    }
+
+
+def _totals(rollup: Rollup, classes: dict[str, int], h: HealthMinute, minutes: int) -> dict[str, Any]:
     n = rollup.count
     return {
         "invocations": n,
@@ -61,6 +86,10 @@ def _totals(rollup: Rollup, classes: dict[str, int]) -> dict[str, Any]:
         "cold_starts": rollup.cold_starts,
         "cold_start_rate": round(rollup.cold_starts / n, 6) if n else 0.0,
         "timeouts": rollup.timeouts,
+        **_figures(h),
+        # Average invocations running at once over the window; the busiest second's average.
+        "concurrency_avg": round(sum(h.busy) / (60_000 * max(1, minutes)), 3),
+        "concurrency_peak": round(h.concurrency_peak, 3),
     }
 
 
@@ -79,17 +108,22 @@ def _health(request: Request, project_id: int, name: str, start: int, end: int) 
     for minute, kind, n in errors:
         by_minute.setdefault(minute, dict.fromkeys(KINDS, 0))[kind] = n
         total_classes[kind] += n
+    figures = store.run_read(lambda sql: health_sql.minutes(sql, project_id, name, first, last))
     rollups = dict(rows)
-    total = Rollup()
+    total, total_health = Rollup(), HealthMinute()
     series = []
     for minute in range(first, last):
         rollup = rollups.get(minute) or Rollup()
+        h = figures.get(minute) or HealthMinute()
         total.merge(rollup)
+        total_health.merge(h)
         classes = by_minute.get(minute, dict.fromkeys(KINDS, 0))
         series.append({"minute": rfc3339(minute * MINUTE_NS), "invocations": rollup.count, "errors": rollup.errors,
                        "errors_by_class": classes, "throttles": rollup.throttles, "cold_starts": rollup.cold_starts,
-                       "timeouts": rollup.timeouts, "p95_ms": _ms(rollup.latency.quantile(0.95))})  # fmt: skip
-    totals = _totals(total, total_classes)
+                       "timeouts": rollup.timeouts, "p95_ms": _ms(rollup.latency.quantile(0.95)), **_figures(h),
+                       "concurrency_avg": round(h.concurrency_avg, 3),
+                       "concurrency_peak": round(h.concurrency_peak, 3)})  # fmt: skip
+    totals = _totals(total, total_classes, total_health, last - first)
     return node, {"from": rfc3339(start), "to": rfc3339(end), "totals": totals, "series": series,
                   "warnings": _warnings(totals)}  # fmt: skip
 
@@ -106,7 +140,9 @@ def _warnings(totals: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 _DELTA_KEYS = ("invocations", "errors", "error_rate", "throttles", "p50_ms", "p95_ms", "p99_ms", "cold_starts",
-               "cold_start_rate", "timeouts")  # fmt: skip
+               "cold_start_rate", "timeouts", "init_p50_ms", "init_p95_ms", "memory_peak_bytes", "memory_share_max",
+               "memory_near_limit", "deadline_share_max", "near_timeout", "retries", "record_age_p95_ms",
+               "record_age_max_ms", "concurrency_avg", "concurrency_peak")  # fmt: skip
 
 
 @router.get(f"{API}/functions/{{name}}/health", tags=["health"], summary="A function's health over a window")
@@ -119,8 +155,13 @@ def function_health(
     compare_to: Optional[str] = Query(None, description="end of that window"),
 ) -> dict[str, Any]:
     """``totals`` (invocations, errors and their rate, ``errors_by_class``, throttles, p50/p95/p99,
-    cold starts and their rate, timeouts), a per-minute ``series`` and ``warnings`` (cold starts
-    above 1 %, throttles above 10 % of invocations). With ``compare_from``/``compare_to``:
+    cold starts and their rate, timeouts; init duration p50/p95 of cold starts; peak memory in
+    bytes, the configured size and the largest share of it, invocations above 95 % of it; the
+    largest share of its deadline an invocation used and how many used above 95 %; retries; the
+    oldest record's age at invocation, p95 and max; ``concurrency_avg``, invocations running at
+    once on average (busy time / window), and ``concurrency_peak``, the busiest second's
+    average), a per-minute ``series`` of the same and ``warnings`` (cold starts above 1 %,
+    throttles above 10 % of invocations). With ``compare_from``/``compare_to``:
     ``compare`` holds that window's totals and ``delta`` this window's minus that one's."""
     project_id = project_of(request)
     start, end = _window(from_, to, ("from", "to"), time.time_ns())

@@ -29,7 +29,9 @@ from hoptrace.graph.naming import is_invocation, service_node
 from hoptrace.graph.spans import SERVER, AttrValue, GraphSpan
 
 EXCEPTION, HTTP_5XX, TIMEOUT, ERROR = "exception", "http_5xx", "timeout", "error"
-KINDS = (EXCEPTION, HTTP_5XX, TIMEOUT, ERROR)
+KINDS = (EXCEPTION, HTTP_5XX, TIMEOUT, ERROR)  # error classes
+WARNING = "warning"  # raised from a function's health (collector/health.py), not an error
+ISSUE_KINDS = (*KINDS, WARNING)
 OPEN, RESOLVED, IGNORED = "open", "resolved", "ignored"
 STATUSES = (OPEN, RESOLVED, IGNORED)
 BUCKETS = {"minute": 60, "hour": 3600, "day": 86400}  # seconds per bucket (UTC-aligned)
@@ -66,6 +68,7 @@ class Occurrence:
     message: str
     stacktrace: str
     error_key: str = ""  # exceptions: a hash of type and raw message, to recognise one propagated through spans
+    exception_type: str = ""  # exceptions: ``exception.type`` (a function's first of a type warns)
 
 
 # -- stack traces -------------------------------------------------------------------------------
@@ -219,7 +222,7 @@ def _exception(span: GraphSpan, seq: int, event: ExceptionEvent, function: str) 
     time_ns = event.time_ns or span.end_ns
     error_key = _fingerprint(type_, message)
     return Occurrence(span.trace_id, span.span_id, seq, time_ns, EXCEPTION, key, title, culprit, function,
-                      _cut(message, MAX_MESSAGE), _cut(stacktrace, MAX_STACKTRACE), error_key)  # fmt: skip
+                      _cut(message, MAX_MESSAGE), _cut(stacktrace, MAX_STACKTRACE), error_key, type_)  # fmt: skip
 
 
 def raised_into(found: Sequence[tuple[GraphSpan, list[Occurrence]]]) -> set[tuple[bytes, str]]:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from . import auth
 from .api import _time_ns
 from .app import collector_of
-from .issues import Rule
+from .issues import WARNING, Rule
 from .notify import ISSUE_LOCK
 from .store import issues_sql as db
 from .store.graph_sql import Sql
@@ -32,7 +32,7 @@ ID_MAX = 2**31 - 1  # ids are INTEGER columns: larger ones cannot exist (and wou
 INT_MIN = -(2**31)
 DAY_NS = 24 * 3600 * 10**9
 
-Kind = Literal["exception", "http_5xx", "timeout", "error"]
+Kind = Literal["exception", "http_5xx", "timeout", "error", "warning"]
 Status = Literal["open", "resolved", "ignored"]
 Bucket = Literal["minute", "hour", "day"]
 IfExists = Literal["reopen-and-comment", "comment", "nothing"]
@@ -76,6 +76,7 @@ def issue_json(i: db.IssueRow) -> dict[str, Any]:
         "status": i.status,
         "regression": i.regression,
         "status_changed": rfc3339(i.status_ns),
+        **({"subtype": i.culprit} if i.kind == WARNING else {}),
     }
 
 
@@ -86,7 +87,7 @@ def issue_json(i: db.IssueRow) -> dict[str, Any]:
 def list_issues(
     request: Request,
     project: Optional[str] = Query(None, description="project name (default: the token's)"),
-    kind: Optional[str] = Query(None, pattern="^(exception|http_5xx|timeout|error)$"),
+    kind: Optional[str] = Query(None, pattern="^(exception|http_5xx|timeout|error|warning)$"),
     status: Optional[str] = Query(None, pattern="^(open|resolved|ignored)$"),
     function: Optional[str] = Query(None, description="only issues seen in this function"),
     from_: Optional[str] = Query(None, alias="from", description="seen at or after (RFC 3339 or unix ms)"),
@@ -94,7 +95,9 @@ def list_issues(
     limit: int = Query(50, ge=1, le=500),
     cursor: Optional[str] = Query(None, description="next_cursor of the previous page"),
 ) -> dict[str, Any]:
-    """Each issue: ``id``, ``kind`` (exception, http_5xx, timeout, error), ``title``, ``culprit``,
+    """Each issue: ``id``, ``kind`` (exception, http_5xx, timeout, error; ``warning``, raised from
+    function health, with its ``subtype``: memory, near_timeout, cold_starts, throttles,
+    record_age, new_error_type), ``title``, ``culprit``,
     ``functions``, ``count``, ``first_seen``, ``last_seen``, ``status`` (open, resolved, ignored)
     and ``regression`` (it came back after being resolved)."""
     project_id = project_of(request, name=project)

@@ -44,19 +44,22 @@ USER_AGENT = "hoptrace-notifier"
 class IssuePass:
     """Counts queued error spans into issues, a bounded batch per transaction."""
 
-    def __init__(self, store: SpanStore, on_notifications: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, store: SpanStore, on_notifications: Callable[[], None] = lambda: None, record_age_warn_s: float = 300.0
+    ) -> None:
         self.store = store
         self._on_notifications = on_notifications
+        self._record_age_ms = record_age_warn_s * 1000
         self._loop = StepLoop(self.step, "hoptrace-issues", idle_s=0.5)
 
     def step(self) -> int:
         """One batch: prepare on a reader, apply in one write transaction; returns its row count."""
         while True:
-            prepared = self.store.run_read(db.prepare)
+            prepared = self.store.run_read(partial(db.prepare, record_age_ms=self._record_age_ms))
             if prepared is None:
                 return 0
             if self.store.run_write(partial(db.apply, prepared=prepared), lock=ISSUE_LOCK):
-                if prepared.occurrences:
+                if prepared.occurrences or prepared.health:  # health: warnings may notify
                     self._on_notifications()
                 return len(prepared.rows)
 

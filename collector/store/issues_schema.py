@@ -149,11 +149,64 @@ RAISED_MIGRATION: list[str] = [
     "CREATE INDEX issue_raised_by_time ON issue_raised (time_ns)",
 ]
 
+# Function health rollups (collector/health.py) counted by the issue pass from every invocation
+# span: per function and minute, counters, sketches ({blob}: init duration, record age) and the
+# per-second busy milliseconds (concurrency). ``health_seen`` keeps a batch sent twice from
+# counting twice; ``health_warned`` when each warning was last counted (once per window);
+# ``function_error_types`` the exception types each function has shown (a new one warns).
+HEALTH_ROLLUP_MIGRATION: list[str] = [
+    """CREATE TABLE function_health (
+        project_id INTEGER NOT NULL,
+        function TEXT NOT NULL,
+        minute BIGINT NOT NULL,
+        invocations BIGINT NOT NULL,
+        cold_starts BIGINT NOT NULL,
+        throttles BIGINT NOT NULL,
+        retries BIGINT NOT NULL,
+        init {blob} NOT NULL,
+        record_age {blob} NOT NULL,
+        record_age_max BIGINT NOT NULL,
+        memory_count BIGINT NOT NULL,
+        memory_peak BIGINT NOT NULL,
+        memory_limit BIGINT NOT NULL,
+        memory_share_max BIGINT NOT NULL,
+        memory_near BIGINT NOT NULL,
+        deadline_count BIGINT NOT NULL,
+        deadline_share_max BIGINT NOT NULL,
+        deadline_near BIGINT NOT NULL,
+        busy {blob} NOT NULL,
+        PRIMARY KEY (project_id, function, minute)
+    )""",
+    "CREATE INDEX function_health_by_minute ON function_health (project_id, minute)",
+    """CREATE TABLE health_seen (
+        project_id INTEGER NOT NULL,
+        span_id {blob} NOT NULL,
+        minute BIGINT NOT NULL,
+        PRIMARY KEY (project_id, span_id)
+    )""",
+    "CREATE INDEX health_seen_by_minute ON health_seen (minute)",
+    """CREATE TABLE health_warned (
+        project_id INTEGER NOT NULL,
+        function TEXT NOT NULL,
+        subtype TEXT NOT NULL,
+        minute BIGINT NOT NULL,
+        PRIMARY KEY (project_id, function, subtype)
+    )""",
+    """CREATE TABLE function_error_types (
+        project_id INTEGER NOT NULL,
+        function TEXT NOT NULL,
+        type TEXT NOT NULL,
+        first_seen_ns BIGINT NOT NULL,
+        PRIMARY KEY (project_id, function, type)
+    )""",
+]
+
 # The tables ISSUES_MIGRATION creates (tokens aside, which it rebuilds).
 ISSUES_TABLES = ("issue_queue", "issues", "issue_functions", "issue_minutes", "issue_occurrences", "notify_channels",
                  "notify_rules", "notify_outbox", "notify_github_issues")  # fmt: skip
 
-HEALTH_TABLES = ("function_errors", "issue_raised")  # migrations 8 and 9
+HEALTH_TABLES = ("function_errors", "issue_raised", "function_health", "health_seen", "health_warned",  # 8 to 10
+                 "function_error_types")  # fmt: skip
 
 # Beside the graph's retention (same named parameters): occurrences and minutes go; issues stay.
 ISSUES_RETENTION = [
@@ -161,5 +214,7 @@ ISSUES_RETENTION = [
     "DELETE FROM issue_minutes WHERE minute < %(minute)s",
     "DELETE FROM function_errors WHERE minute < %(minute)s",
     "DELETE FROM issue_raised WHERE time_ns < %(cutoff)s",
+    "DELETE FROM function_health WHERE minute < %(minute)s",
+    "DELETE FROM health_seen WHERE minute < %(minute)s",
     "DELETE FROM notify_outbox WHERE state <> 'pending' AND done_ns < %(cutoff)s",
 ]

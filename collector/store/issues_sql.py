@@ -22,10 +22,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from hoptrace.graph.rollup import MINUTE_NS
 from hoptrace.graph.spans import AttrValue, GraphSpan
 
+from .. import health
 from .. import issues as grouping
 from ..issues import IGNORED, OPEN, RESOLVED, ExceptionEvent, Occurrence, Rule
 from ..otlp import SpanBatch
-from . import StoredSpan
+from . import StoredSpan, health_sql
 from .graph_rows import attributes, graph_span, resource_attributes
 from .graph_sql import CHUNK, ID_SIZE, Sql
 
@@ -43,12 +44,20 @@ def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
     return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
 
 
+_INVOCATION_KINDS = (2, 5)  # OTLP SERVER, CONSUMER: what may be an invocation (function health)
+
+
 def queue_rows(items: list[tuple[int, SpanBatch]]) -> list[tuple[int, bytes]]:
     """Per batch, the packed ids of the spans that may report an error (ERROR status, or an
-    ``exception`` event: its name is in the span's bytes). Cheap enough for ingest."""
+    ``exception`` event: its name is in the span's bytes) or be an invocation (SERVER or
+    CONSUMER: counted into function health). Cheap enough for ingest."""
     out = []
     for project_id, batch in items:
-        packed = b"".join(s.trace_id + s.span_id for s in batch.spans if s.status == 2 or b"exception" in s.data)
+        packed = b"".join(
+            s.trace_id + s.span_id
+            for s in batch.spans
+            if s.status == 2 or s.kind in _INVOCATION_KINDS or b"exception" in s.data
+        )
         if packed:
             out.append((project_id, packed))
     return out
@@ -64,9 +73,10 @@ class Prepared:
     # Per project, (span id, error key) of spans an exception went up into, with its time: a
     # parent read in a later pass recognises the exception its child already counted.
     raised: dict[int, list[tuple[bytes, str, int]]] = field(default_factory=dict)
+    health: dict[int, list[health.Folded]] = field(default_factory=dict)  # invocations, per project
 
 
-def prepare(sql: Sql, max_spans: int = STEP_SPANS) -> Prepared | None:
+def prepare(sql: Sql, max_spans: int = STEP_SPANS, record_age_ms: float = health.RECORD_AGE_MS) -> Prepared | None:
     """Read the oldest queued batches and derive their occurrences; writes nothing."""
     taken: list[tuple[int, int, bytes]] = []
     size = 0
@@ -86,6 +96,9 @@ def prepare(sql: Sql, max_spans: int = STEP_SPANS) -> Prepared | None:
         found = grouping.without_propagated(loaded)
         if found:
             prepared.occurrences[project] = found
+        folded = [f for f in (health.fold(view, record_age_ms) for view, _ in loaded) if f is not None]
+        if folded:
+            prepared.health[project] = folded
         raised = grouping.raised_into(loaded)
         if raised:  # kept with the time the exception was raised, for retention
             when = {o.error_key: o.time_ns for _, occs in loaded for o in occs}
@@ -156,8 +169,11 @@ def apply(sql: Sql, prepared: Prepared, lock: str = "") -> bool:
             " ON CONFLICT DO NOTHING",
             [(project, span_id, key, at) for span_id, key, at in raised],
         )
-    for project, found in sorted(prepared.occurrences.items()):
-        _apply_project(sql, project, _not_raised_below(sql, project, found), now)
+    for project in sorted(prepared.occurrences.keys() | prepared.health.keys()):
+        found = _not_raised_below(sql, project, prepared.occurrences.get(project, []))
+        found += health_sql.new_error_types(sql, project, found)
+        found += health_sql.apply(sql, project, prepared.health.get(project, []), now)
+        _apply_project(sql, project, found, now)
     for chunk in _chunks(prepared.rows):
         sql.run(f"DELETE FROM issue_queue WHERE id IN ({_marks(len(chunk))})", list(chunk))
     return True

@@ -7,7 +7,13 @@ reached and only ever moves forward.
 
 from __future__ import annotations
 
-from .issues_schema import HEALTH_MIGRATION, ISSUES_MIGRATION, ISSUES_RETENTION, RAISED_MIGRATION
+from .issues_schema import (
+    HEALTH_MIGRATION,
+    HEALTH_ROLLUP_MIGRATION,
+    ISSUES_MIGRATION,
+    ISSUES_RETENTION,
+    RAISED_MIGRATION,
+)
 
 # Per-minute (and per-hour) metrics of a map node or edge: counts, health shares and the
 # mergeable latency and dwell sketches (hoptrace.graph.sketch), keyed by project, time and id.
@@ -204,6 +210,8 @@ MIGRATIONS: list[list[str]] = [
     HEALTH_MIGRATION,
     # 9: where exceptions went up through nested spans, so each counts once (issues_sql.py).
     RAISED_MIGRATION,
+    # 10: function health rollups, warnings' state and error types seen (store/health_sql.py).
+    HEALTH_ROLLUP_MIGRATION,
 ]
 
 LATEST = len(MIGRATIONS)

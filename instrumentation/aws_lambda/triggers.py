@@ -9,6 +9,7 @@ nothing here raises on odd input.
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -175,6 +176,9 @@ def _records(records: list[Any]) -> Trigger:
             attrs["hoptrace.s3.event_name"] = str(first["eventName"])
     if source in RECORD_SOURCES:
         attrs["messaging.operation.type"] = "process"
+    age = oldest_record_age_ms(records, time.time() * 1000)
+    if age is not None:
+        attrs["hoptrace.faas.record_age_ms"] = age
     receive_counts = [r[1].attributes.get("hoptrace.messaging.receive_count", 1) for r in pairs]
     if receive_counts and max(receive_counts) > 1:
         attrs["hoptrace.faas.receive_count"] = max(receive_counts)
@@ -189,6 +193,34 @@ def _records(records: list[Any]) -> Trigger:
         records=pairs,
         problem=f"{len(problems)} record(s): {problems[0]}" if problems else None,
     )
+
+
+def _arrival_ms(record: Any) -> float | None:
+    """When a queue or stream record arrived, in unix ms, from its documented event field: SQS
+    ``attributes.SentTimestamp`` (ms, a string), Kinesis ``kinesis.approximateArrivalTimestamp``
+    and DynamoDB ``dynamodb.ApproximateCreationDateTime`` (seconds)."""
+    if not isinstance(record, Mapping):
+        return None
+    source = record.get("eventSource")
+    try:
+        if source == "aws:sqs":
+            return float(_mapping(record.get("attributes"))["SentTimestamp"])
+        if source == "aws:kinesis":
+            return float(_mapping(record.get("kinesis"))["approximateArrivalTimestamp"]) * 1000
+        if source == "aws:dynamodb":
+            return float(_mapping(record.get("dynamodb"))["ApproximateCreationDateTime"]) * 1000
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+def oldest_record_age_ms(records: list[Any], now_ms: float) -> int | None:
+    """The age of the batch's oldest record at invocation (CloudWatch's iterator age for streams,
+    the oldest message's age for queues), in ms; None when no record says when it arrived."""
+    arrivals = [a for a in map(_arrival_ms, records) if a is not None]
+    if not arrivals:
+        return None
+    return max(0, int(now_ms - min(arrivals)))
 
 
 def _eventbridge(event: Mapping[str, Any]) -> Trigger:

@@ -186,7 +186,7 @@ def test_a_failing_slow_or_down_receiver_is_retried_without_touching_ingest_and_
         api = collector.client()
         hook = post(api, "/api/v1/channels", {"name": "hook", "type": "webhook", "url": f"{receiver.url}/hook",
                                                "secret": SECRET})  # fmt: skip
-        post(api, "/api/v1/rules", {"name": "first", "channel_id": hook["id"], "threshold": -1})
+        post(api, "/api/v1/rules", {"name": "first", "channel_id": hook["id"], "threshold": -1, "kinds": ["exception"]})
 
         # Answers 500: retried with backoff; ingest and counting go on meanwhile.
         receiver.answer = 500
