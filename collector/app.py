@@ -157,9 +157,10 @@ def create_app(config: CollectorConfig | None = None, store: SpanStore | None = 
         lifespan=lifespan,
     )
 
-    from . import api, graph_api, health_api, ingest, issues_api
+    from . import api, graph_api, health_api, ingest, issues_api, logs
 
     app.include_router(ingest.router)
+    app.include_router(logs.router)
     app.include_router(api.router)
     app.include_router(graph_api.router)
     app.include_router(issues_api.router)

@@ -24,6 +24,7 @@ from hoptrace.graph.spans import CLIENT, PRODUCER, AttrValue
 from hoptrace.graph.transactions import Transaction
 
 from .app import collector_of, project_for
+from .logs import trace_logs
 from .store import StoredSpan, TransactionQuery
 from .store.graph_rows import graph_span, resource_attributes
 from .views import label_params, rfc3339, span_json
@@ -302,6 +303,8 @@ def get_transaction(
         "spans_truncated": truncated,
         "hops": [hop_json(h) for h in hops],
         "map": _own_map(spans, hops),
+        # Log records of its traces, each with its span id: the timeline shows them under their span.
+        "logs": trace_logs(store, project_id, [bytes.fromhex(t) for t in txn.trace_ids]),
     }
 
 

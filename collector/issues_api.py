@@ -20,9 +20,11 @@ from . import auth
 from .api import _time_ns
 from .app import collector_of
 from .issues import WARNING, Rule
+from .logs import log_json
 from .notify import ISSUE_LOCK
 from .store import issues_sql as db
 from .store.graph_sql import Sql
+from .store.logs_sql import logs_of_traces
 from .views import rfc3339
 
 API = "/api/v1"
@@ -158,7 +160,10 @@ def get_issue(
             **issue_json(issue),
             "timeline": {"from": rfc3339(start), "to": rfc3339(end),
                          "minutes": [{"minute": rfc3339(m * MINUTE_NS), "count": n} for m, n in minutes]},
-            "occurrences": [occurrence_json(o) for o in latest],
+            "occurrences": [
+                {**occurrence_json(o), "logs": [log_json(r) for r in logs_of_traces(sql, project_id, [o.trace_id], 20)]}
+                for o in latest
+            ],
             "notifications": [notification_json(n) for n in sent],
         }  # fmt: skip
 

@@ -5,6 +5,7 @@ Read once at ``init()``; explicit keyword arguments to ``init()`` win over the e
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -34,6 +35,17 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
+def _level(value: str | None, default: int) -> int:
+    """A logging level by name (``WARNING``) or number (``30``)."""
+    if value is None or value.strip() == "":
+        return default
+    text = value.strip().upper()
+    if text.isdigit():
+        return int(text)
+    level = logging.getLevelName(text)
+    return level if isinstance(level, int) else default
+
+
 def _list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     if value is None:
         return default
@@ -60,6 +72,12 @@ class Config:
     capture_payloads: bool = False
     payload_max_bytes: int = 4096
     redact_keys: tuple[str, ...] = DEFAULT_REDACT
+    # Logs in context (Lambda mode): ``logging`` records at or above this level, emitted during an
+    # invocation, go out with its spans as OTLP logs, redacted like payloads and capped.
+    capture_logs: bool = True
+    log_level: int = logging.WARNING
+    log_max_records: int = 100  # per invocation; past it records are dropped and counted
+    log_max_bytes: int = 2048  # per record's message (and per field); longer ones are cut
     # Which integrations to install.
     instrument_botocore: bool = True
     instrument_http: bool = True
@@ -81,6 +99,10 @@ class Config:
             "capture_payloads": _bool(e.get("HOPTRACE_CAPTURE_PAYLOADS"), False),
             "payload_max_bytes": _int(e.get("HOPTRACE_PAYLOAD_MAX_BYTES"), 4096),
             "redact_keys": _list(e.get("HOPTRACE_REDACT_KEYS"), DEFAULT_REDACT),
+            "capture_logs": _bool(e.get("HOPTRACE_LOGS"), True),
+            "log_level": _level(e.get("HOPTRACE_LOG_LEVEL"), logging.WARNING),
+            "log_max_records": _int(e.get("HOPTRACE_LOG_MAX_RECORDS"), 100),
+            "log_max_bytes": _int(e.get("HOPTRACE_LOG_MAX_BYTES"), 2048),
             "instrument_botocore": _bool(e.get("HOPTRACE_INSTRUMENT_BOTOCORE"), True),
             "instrument_http": _bool(e.get("HOPTRACE_INSTRUMENT_HTTP"), True),
         }

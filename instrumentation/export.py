@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace.export import SpanExporter
 
+    from .logs import InvocationLogs
+
 
 class Exporter(Protocol):
     """What the export worker sends through: hoptrace's OTLP exporter, or an SDK exporter adapted."""
@@ -56,10 +58,11 @@ class SdkExporterAdapter:
 
 
 class _Batch:
-    __slots__ = ("done", "spans")
+    __slots__ = ("done", "logs", "spans")
 
-    def __init__(self, spans: Sequence[ReadableSpan]) -> None:
+    def __init__(self, spans: Sequence[ReadableSpan], logs: Sequence[Any] = ()) -> None:
         self.spans = spans
+        self.logs = logs  # logs.LogRecordData of the same invocation, sent after the spans
         self.done = threading.Event()
 
 
@@ -106,26 +109,44 @@ class ExportWorker:
         try:
             if self._exporter is None:
                 count("spans_dropped", len(batch.spans))
+                count("logs_dropped", len(batch.logs))
                 return
-            if self._exporter.export(batch.spans):
-                count("spans_exported", len(batch.spans))
-            else:
-                count("export_failures")
-                count("spans_dropped", len(batch.spans))
+            if batch.spans:
+                if self._exporter.export(batch.spans):
+                    count("spans_exported", len(batch.spans))
+                else:
+                    count("export_failures")
+                    count("spans_dropped", len(batch.spans))
         except Exception:
             count("export_failures")
             count("spans_dropped", len(batch.spans))
             logger.debug("hoptrace: export failed", exc_info=True)
+        try:
+            if batch.logs:
+                self._send_logs(batch.logs)
         finally:
             batch.done.set()
 
-    def submit(self, spans: Sequence[ReadableSpan], budget_s: float) -> bool:
-        """Hand spans to the worker and wait at most ``budget_s``; True if they were sent in time."""
-        if not spans:
+    def _send_logs(self, records: Sequence[Any]) -> None:
+        # Only hoptrace's exporter knows /v1/logs; an SDK span exporter (TLS settings, the user's own) does not.
+        export_logs = getattr(self._exporter, "export_logs", None)
+        try:
+            if export_logs is not None and export_logs(records):
+                count("logs_exported", len(records))
+                return
+            count("logs_dropped", len(records))
+        except Exception:
+            count("logs_dropped", len(records))
+            logger.debug("hoptrace: log export failed", exc_info=True)
+
+    def submit(self, spans: Sequence[ReadableSpan], budget_s: float, logs: Sequence[Any] = ()) -> bool:
+        """Hand spans (and log records) to the worker and wait at most ``budget_s``; True if
+        they were sent in time."""
+        if not spans and not logs:
             # Nothing new: wait for what is still in flight, so flush() means "all sent".
             last = self._last
             return last is None or last.done.wait(max(budget_s, 0.0))
-        batch = _Batch(spans)
+        batch = _Batch(spans, logs)
         self._ensure_started()
         try:
             self._queue.put_nowait(batch)
@@ -133,6 +154,7 @@ class ExportWorker:
         except queue.Full:
             # The worker is stuck on a dead collector: do not pile up memory or time.
             count("spans_dropped", len(spans))
+            count("logs_dropped", len(logs))
             count("export_queue_full")
             return False
         if batch.done.wait(max(budget_s, 0.0)):
@@ -162,9 +184,13 @@ class InvocationSpanProcessor:
     process; without that the invocation that timed out would never be seen.
     """
 
-    def __init__(self, worker: ExportWorker, max_spans: int = 2000) -> None:
+    def __init__(
+        self, worker: ExportWorker, max_spans: int = 2000, logs: InvocationLogs | None = None, redact: Any = None
+    ) -> None:
         self._worker = worker
         self._max_spans = max_spans
+        self.logs = logs  # captured log records (logs.py), sent in the same flush
+        self._redact = redact  # exception messages are masked with it before they leave (payload.py)
         self._lock = threading.Lock()
         # A deque: appending and taking from it are atomic, so ending a span takes no lock.
         self._finished: deque[ReadableSpan] = deque()
@@ -209,7 +235,12 @@ class InvocationSpanProcessor:
             from .spans import settle
 
             settle(spans)  # what the spans left to describe at export (Span._deferred)
-        return self._worker.submit(spans, budget_s)
+            if self._redact is not None:
+                from .payload import redact_errors
+
+                redact_errors(spans, self._redact)
+        logs = self.logs.take() if self.logs is not None else ()
+        return self._worker.submit(spans, budget_s, logs)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.flush_within(timeout_millis / 1000.0)

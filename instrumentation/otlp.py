@@ -370,7 +370,15 @@ class OtlpHttpExporter:
         return _Connection(self._host, self._port, timeout=self._timeout)
 
     def export(self, spans: Sequence[Any]) -> bool:
-        body = encode_request(spans)
+        return self._post(self._path, encode_request(spans))
+
+    def export_logs(self, records: Sequence[Any]) -> bool:
+        """Log records (``logs.LogRecordData``) to the same collector's ``/v1/logs``."""
+        from .logs import encode_logs_request, logs_path
+
+        return self._post(logs_path(self._path), encode_logs_request(records))
+
+    def _post(self, path: str, body: bytes) -> bool:
         if self._gzip:
             import zlib
 
@@ -385,7 +393,7 @@ class OtlpHttpExporter:
                 self._connection.timeout = max(0.05, deadline - time.monotonic())
                 if self._connection.sock is not None:
                     self._connection.sock.settimeout(self._connection.timeout)
-                self._connection.request("POST", self._path, body, self._headers)
+                self._connection.request("POST", path, body, self._headers)
                 response = self._connection.getresponse()
                 response.read()
                 if response.will_close:

@@ -21,7 +21,7 @@ import math
 import re
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Literal
@@ -87,6 +87,49 @@ def render(obj: Any, *, max_bytes: int, redact: re.Pattern[str]) -> str:
         count("internal_errors.payload")
         logger.debug("hoptrace: could not render a payload", exc_info=True)
         return _cap(json.dumps(f"[payload not captured: {type(exc).__name__}]"), max_bytes, 0, False)
+
+
+def mask_text(text: str, redact: re.Pattern[str]) -> str:
+    """``text`` with the secrets recognisable in free text masked: ``key=value`` and ``"key": value``
+    pairs under secret-looking keys, bearer tokens, JWTs, AWS secret keys (log lines, exception
+    messages)."""
+    return _redaction(redact.pattern, redact.flags).mask_text(text)
+
+
+def cap_text(text: str, max_bytes: int) -> str:
+    """``text`` cut to ``max_bytes`` UTF-8 bytes, ending with a marker saying how much went."""
+    return _cap(text, max_bytes, 0, False)
+
+
+def redact_errors(spans: Sequence[Any], redact: re.Pattern[str]) -> None:
+    """Mask secrets in finished spans' exception messages, stack traces and error statuses before
+    they leave the process: ``raise LoginError(f"bad password={pw}")`` must not ship ``pw``.
+
+    Applies to hoptrace's own spans (the SDK's are immutable once ended)."""
+    from opentelemetry.trace import Status
+
+    from .spans import Span
+
+    for span in spans:
+        if type(span) is not Span:
+            continue
+        try:
+            description = span.status.description
+            if description:
+                masked = mask_text(description, redact)
+                if masked != description:
+                    span.status = Status(span.status.status_code, masked)
+            for event in span.events:
+                if event.name != "exception":
+                    continue
+                for key in ("exception.message", "exception.stacktrace"):
+                    text = event.attributes.get(key)
+                    if isinstance(text, str):
+                        event.attributes[key] = mask_text(text, redact)
+        except Exception:
+            count("internal_errors")
+            count("internal_errors.redact_errors")
+            logger.debug("hoptrace: could not redact a span's errors", exc_info=True)
 
 
 def _dumps(value: Any) -> str:

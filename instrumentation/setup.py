@@ -109,7 +109,9 @@ def init(config: Config | None = None, exporter: SpanExporter | None = None, **o
                 if exporter is not None
                 else default_exporter_factory(cfg.endpoint, cfg.headers, export_timeout)
             )
-            processor = InvocationSpanProcessor(ExportWorker(factory), cfg.max_spans_per_invocation)
+            processor = InvocationSpanProcessor(
+                ExportWorker(factory), cfg.max_spans_per_invocation, _capture_logs(cfg), cfg.redact_pattern()
+            )
             provider = _lambda_provider(cfg, processor)
         else:
             from opentelemetry.sdk.trace import TracerProvider
@@ -127,6 +129,19 @@ def init(config: Config | None = None, exporter: SpanExporter | None = None, **o
         if cfg.enabled:
             _install_integrations(cfg)
         return _state
+
+
+def _capture_logs(cfg: Config) -> Any:
+    """The buffer of the ``logging`` handler that keeps invocations' records (logs.py), if on."""
+    if not (cfg.enabled and cfg.capture_logs and cfg.log_max_records > 0):
+        return None
+    from . import logs
+
+    try:
+        return logs.install(cfg)
+    except Exception:
+        logger.debug("hoptrace: could not install the log capture", exc_info=True)
+        return None
 
 
 def _lambda_provider(cfg: Config, processor: InvocationSpanProcessor) -> Any:
@@ -200,3 +215,6 @@ def shutdown() -> None:
             _state.provider.shutdown()
         finally:
             _state = None
+            from . import logs
+
+            logs.uninstall()

@@ -10,6 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -24,6 +25,8 @@ class OtlpSink:
             self.release.set()
         self.requests: list[ExportTraceServiceRequest] = []
         self.headers: list[dict[str, str]] = []
+        self.log_requests: list[ExportLogsServiceRequest] = []
+        self.paths: list[str] = []
         self.received = threading.Event()
         sink = self
 
@@ -32,6 +35,11 @@ class OtlpSink:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 sink.received.set()
                 sink.release.wait(10)
+                sink.paths.append(self.path)
+                if self.path == "/v1/logs" and sink.status == 200:
+                    logs = ExportLogsServiceRequest()
+                    logs.ParseFromString(body)
+                    sink.log_requests.append(logs)
                 if self.path == "/v1/traces" and sink.status == 200:
                     req = ExportTraceServiceRequest()
                     req.ParseFromString(body)
@@ -71,6 +79,11 @@ class OtlpSink:
                 for ss in rs.scope_spans:
                     out.extend(ss.spans)
         return out
+
+    def logs(self) -> list[Any]:
+        """Every LogRecord received, in order."""
+        requests = self.log_requests
+        return [lr for req in requests for rl in req.resource_logs for sl in rl.scope_logs for lr in sl.log_records]
 
     def resources(self) -> list[dict[str, Any]]:
         return [

@@ -14,6 +14,7 @@ from .issues_schema import (
     ISSUES_RETENTION,
     RAISED_MIGRATION,
 )
+from .logs_sql import LOGS_MIGRATION, LOGS_RETENTION
 
 # Per-minute (and per-hour) metrics of a map node or edge: counts, health shares and the
 # mergeable latency and dwell sketches (hoptrace.graph.sketch), keyed by project, time and id.
@@ -212,6 +213,8 @@ MIGRATIONS: list[list[str]] = [
     RAISED_MIGRATION,
     # 10: function health rollups, warnings' state and error types seen (store/health_sql.py).
     HEALTH_ROLLUP_MIGRATION,
+    # 11: log records tied to their spans (collector/store/logs_sql.py).
+    LOGS_MIGRATION,
 ]
 
 LATEST = len(MIGRATIONS)
@@ -237,4 +240,5 @@ GRAPH_RETENTION = [
         AND t.end_ns < %(cutoff)s)""",
     "DELETE FROM transactions WHERE end_ns < %(cutoff)s",
     *ISSUES_RETENTION,
+    *LOGS_RETENTION,
 ]
