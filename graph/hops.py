@@ -108,10 +108,7 @@ def hop_end(span: GraphSpan, v: naming.View | None = None, detail: str = "") -> 
     v = v or naming.view(span)
     attempt = 1 if span.values(_RECEIVE_COUNTS) == (None, None) else _attempt(span)
     s = span
-    edge = v.dwell_edge
-    if not edge and v.send and v.messaging is not None and v.messaging.kind == "topic":
-        edge = v.messaging.id
-    return HopEnd(s.trace_id, s.span_id, s.service, s.kind, s.start_ns, s.end_ns, detail, edge, attempt)
+    return HopEnd(s.trace_id, s.span_id, s.service, s.kind, s.start_ns, s.end_ns, detail, v.hop_edge, attempt)
 
 
 _RECEIVE_COUNTS = ("hoptrace.messaging.receive_count", "hoptrace.faas.receive_count")
@@ -124,35 +121,41 @@ def _attempt(span: GraphSpan) -> int:
 
 
 def keys(span: GraphSpan, v: naming.View | None = None) -> list[HopKey]:
-    """Every key of one span, both sides (a span may be a consumer and a producer at once)."""
+    """Every key of one span, both sides (a span may be a consumer and a producer at once).
+
+    Most spans have none (a root invocation, a database read): those cost a few reads, and the
+    span's ``HopEnd`` is built only when some key needs it.
+    """
     v = v or naming.view(span)
-    end = hop_end(span, v)
     kind = span.kind
     receiving = kind in (SERVER, CONSUMER)
-    sending_kind = kind in (CLIENT, PRODUCER)
+    side = PRODUCER_SIDE if kind in (CLIENT, PRODUCER) else CONSUMER_SIDE if receiving else None
+    pointers: tuple[str, ...] = ()
+    node = v.messaging
+    if side is not None:
+        pointers = span.texts("hoptrace.pointers")
+        # Semconv message ids (other SDKs): only on a send or on a consumer, never on a receive call.
+        if node is not None and node.kind in _SEMCONV_IDS and (v.send or receiving):
+            message_id = span.text("messaging.message.id", "messaging.message_id")
+            if message_id:
+                pointers = (*pointers, _SEMCONV_IDS[node.kind] + message_id)
+    parent = span.parent_span_id if receiving else None
+    links = span.links
+    if not (v.parent_key or parent or links or pointers):
+        return []
+    end = hop_end(span, v)
     found: list[HopKey] = []
     add = found.append
 
     # Parent/child and links. Database calls never have a server span as their child.
     if v.parent_key:  # sending_kind and not a database call (``naming.View``)
         add(HopKey(_span_key(span.trace_id, span.span_id), PRODUCER_SIDE, "parent", end))
-    if receiving and span.parent_span_id:
-        add(HopKey(_span_key(span.trace_id, span.parent_span_id), CONSUMER_SIDE, "parent", end))
-    for link in span.links:
+    if parent:
+        add(HopKey(_span_key(span.trace_id, parent), CONSUMER_SIDE, "parent", end))
+    for link in links:
         if link.type != "invocation":
             add(HopKey(_span_key(link.trace_id, link.span_id), CONSUMER_SIDE, "link", end))
-
-    side = PRODUCER_SIDE if sending_kind else CONSUMER_SIDE if receiving else None
-    if side is None:
-        return found
-    pointers = list(span.texts("hoptrace.pointers"))
-    node = v.messaging
-    # Semconv message ids (other SDKs): only on a send or on a consumer, never on a receive call.
-    if node is not None and node.kind in _SEMCONV_IDS and (v.send or receiving):
-        message_id = span.text("messaging.message.id", "messaging.message_id")
-        if message_id:
-            pointers.append(_SEMCONV_IDS[node.kind] + message_id)
-    if not pointers:
+    if side is None or not pointers:
         return found
     has_sns_id = any(p.startswith("sns:msg:") for p in pointers)
     ddb_end: HopEnd | None = None
@@ -176,7 +179,7 @@ def keys(span: GraphSpan, v: naming.View | None = None) -> list[HopKey]:
                     detail = span.text("db.operation.name", "db.operation") or ""
                 else:
                     detail = span.text("hoptrace.dynamodb.event_name") or ""
-                ddb_end = HopEnd(end[0], end[1], end[2], end[3], end[4], end[5], detail, end[7], end[8])
+                ddb_end = end._replace(detail=detail)
             add(HopKey(p, side, "dynamodb_item" if p.startswith("ddb:item:") else "dynamodb_key", ddb_end))
     return found
 

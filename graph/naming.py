@@ -272,6 +272,9 @@ class View(NamedTuple):
     resources: tuple[str, ...] = ()  # ids of the resource nodes on ``edges`` (what a trace's facts list)
     entry: tuple[str, str, str] = ("", "", "")  # (trigger, name, service) should the span start its trace
     parent_key: bool = False  # a CLIENT/PRODUCER span (no database call) whose children may be hops
+    # ``HopEnd.edge`` of the span's keys: its ``dwell_edge``, or for a send to a topic the topic's id.
+    hop_edge: str = ""
+    sends_message: bool = False  # ``send`` and a messaging node: a send the trace's facts count
 
 
 # Every attribute (span over resource) the naming functions read: spans that agree on these, and
@@ -355,9 +358,12 @@ def view_uncached(span: GraphSpan) -> View:
                 resources.append(node.id)
     started = _trace_entry(span, me, invocation, source)
     parent_key = span.kind in (CLIENT, PRODUCER) and not span.text("db.system", "db.system.name")
+    hop_edge = dwell_edge
+    if not hop_edge and send and msg is not None and msg.kind == "topic":
+        hop_edge = msg.id
     return View(
         me, msg, send, invocation, tuple(found), deliver, health(span), dwell_edge, source, me.id, edge_keys,
-        tuple(resources), started, parent_key,
+        tuple(resources), started, parent_key, hop_edge, send and msg is not None,
     )  # fmt: skip
 
 

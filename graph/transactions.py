@@ -25,6 +25,7 @@ _JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps' own, without its 
 SEEN_CAP = 2000  # span ids remembered per trace for counting each span once (bounds the facts' size)
 # A message sent along one of these expects a consumer; a DynamoDB write does not (no stream, maybe).
 _SEND_VIA = frozenset({"message_id", "event_id", "sequence_number", "md5"})
+_RECEIVE_COUNTS = ("hoptrace.messaging.receive_count", "hoptrace.faas.receive_count")
 
 
 _SMALL = 16  # up to this many ids in a group of traces or in ``seen``: a tuple (see ``Group``)
@@ -99,8 +100,9 @@ class TraceFacts:
     def add(self, span: GraphSpan, v: naming.View | None = None, span_keys: list[HopKey] | None = None) -> None:
         v = v or naming.view(span)
         span_hex = span.span_id.hex()
-        if len(self.seen) < SEEN_CAP:
-            self.seen.add(span_hex)
+        seen = self.seen
+        if len(seen) < SEEN_CAP:
+            seen.add(span_hex)
         start, end = span.start_ns, span.end_ns
         if not self.start_ns or start < self.start_ns:
             self.start_ns = start
@@ -120,18 +122,26 @@ class TraceFacts:
         attrs = span.attributes
         if attrs.get("faas.coldstart") is True:
             self.cold_starts += 1
+        # Most spans carry no receive count: two reads, not two parses, tell so.
         if v.invocation and (
             attrs.get("hoptrace.faas.retry") is True
-            or (span.number("hoptrace.messaging.receive_count") or 1) > 1
-            or (span.number("hoptrace.faas.receive_count") or 1) > 1
+            or (
+                span.values(_RECEIVE_COUNTS) != (None, None)
+                and (
+                    (span.number("hoptrace.messaging.receive_count") or 1) > 1
+                    or (span.number("hoptrace.faas.receive_count") or 1) > 1
+                )
+            )
         ):
             self.retries += 1
-        if v.send and v.messaging is not None:
+        if v.sends_message:
             self.sends.add(span_hex)
         else:
             span_keys = keys(span, v) if span_keys is None else span_keys
-            if any(k.side == PRODUCER_SIDE and k.via in _SEND_VIA for k in span_keys):
-                self.sends.add(span_hex)
+            for k in span_keys:
+                if k.side == PRODUCER_SIDE and k.via in _SEND_VIA:
+                    self.sends.add(span_hex)
+                    break
         if span.parent_span_id is None and (not self.entry or start < self.entry_ns):
             trigger, name, service = v.entry
             self.entry = {"trigger": trigger, "name": name, "service": service}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -360,6 +360,10 @@ class _GraphWrite:
                     taken.add((key, end_.span_id))
         was_taken = set(taken)
         found: list[Hop] = []
+        # Consumer keys that found their producer here: no later producer needs them (ids are
+        # unique; a windowed key already joined is skipped by later producers), so they are not
+        # stored. About a third of all keys: the largest table the pass writes.
+        matched: set[tuple[str, bytes]] = set()
         for k in keys:
             others = stored.setdefault(k.key, [])
             if k.windowed and k.side == PRODUCER_SIDE:
@@ -367,6 +371,11 @@ class _GraphWrite:
             hops = match_key(k, others, (k.key, k.end.span_id) in taken)
             if k.windowed:
                 taken.update((k.key, h.to_span) for h in hops)
+            if hops:
+                if k.side == CONSUMER_SIDE:
+                    matched.add((k.key, k.end.span_id))
+                else:
+                    matched.update((k.key, h.to_span) for h in hops)
             found.extend(hops)
             stored[k.key].append(k)
         self.sql.run_many(
@@ -377,6 +386,7 @@ class _GraphWrite:
                  k.end.start_ns, k.end.end_ns, k.end.detail, k.end.edge, k.end.attempt,
                  int(k.side == CONSUMER_SIDE and (k.key, k.end.span_id) in taken))
                 for k in keys
+                if k.side == PRODUCER_SIDE or (k.key, k.end.span_id) not in matched
             ],
         )  # fmt: skip
         new_ids = {k.end.span_id for k in keys}
@@ -418,32 +428,37 @@ class _GraphWrite:
     # -- rollups and summaries ------------------------------------------------------------------
 
     def _merge_rollups(self, rollups: Rollups) -> None:
-        """Add the batch's rollups to the stored minutes, and to their hours (see ``read_rollups``)."""
+        """Add the batch's rollups to the stored minutes, and to their hours (see ``read_rollups``):
+        per table, one read of the rows these minutes already have and one upsert of them all."""
         hourly = Rollups()
         for (minute, node), rollup in rollups.nodes.items():
             hourly.nodes.setdefault((minute // 60 * 60, node), Rollup()).merge(rollup)
         for (minute, source, target, kind), rollup in rollups.edges.items():
             hourly.edges.setdefault((minute // 60 * 60, source, target, kind), Rollup()).merge(rollup)
         for tier, tiered in (("", rollups), ("_hourly", hourly)):
-            for (minute, node), rollup in sorted(tiered.nodes.items()):
-                self._upsert(f"node_rollups{tier}", ("node",), (minute, node), rollup)
-            for (minute, source, target, kind), rollup in sorted(tiered.edges.items()):
-                self._upsert(
-                    f"edge_rollups{tier}", ("source", "target", "kind"), (minute, source, target, kind), rollup
-                )
+            self._upsert_all(f"node_rollups{tier}", ("node",), tiered.nodes)
+            self._upsert_all(f"edge_rollups{tier}", ("source", "target", "kind"), tiered.edges)
 
-    def _upsert(self, table: str, names: tuple[str, ...], key: tuple[Any, ...], rollup: Rollup) -> None:
+    def _upsert_all(self, table: str, names: tuple[str, ...], rollups: Mapping[tuple[Any, ...], Rollup]) -> None:
+        if not rollups:
+            return
         columns = ("minute", *names)
-        match = " AND ".join(f"{c} = ?" for c in columns)
-        row = self.sql.rows(
-            f"SELECT {ROLLUP_COLUMNS} FROM {table} WHERE project_id = ? AND {match}", [self.project, *key]
-        )
-        merged = from_row(row[0]).merge(rollup) if row else rollup
-        self.sql.run(
+        merged = dict(rollups)
+        minutes = sorted({key[0] for key in merged})
+        for chunk in _chunks(minutes):
+            for row in self.sql.rows(
+                f"SELECT {', '.join(columns)}, {ROLLUP_COLUMNS} FROM {table} WHERE project_id = ?"
+                f" AND minute IN ({_marks(len(chunk))})",
+                [self.project, *chunk],
+            ):
+                key = (int(row[0]), *row[1 : len(columns)])
+                if key in merged:  # a new Rollup: the batch's own is left as it was
+                    merged[key] = from_row(row[len(columns) :]).merge(merged[key])
+        self.sql.run_many(
             f"INSERT INTO {table} (project_id, {', '.join(columns)}, {ROLLUP_COLUMNS})"
             f" VALUES ({_marks(len(columns) + 11)})"
             f" ON CONFLICT (project_id, {', '.join(columns)}) DO UPDATE SET {_SET}",
-            [self.project, *key, *to_row(merged)],
+            [(self.project, *key, *to_row(rollup)) for key, rollup in sorted(merged.items())],
         )
 
     def _summarise_all(self, txns: list[bytes], known: dict[bytes, TraceFacts]) -> None:
