@@ -21,13 +21,12 @@ from .app import collector_of, project_for
 from .otlp import (
     JSON_MEDIA,
     PROTOBUF_MEDIA,
-    Parsed,
     RequestError,
     SpanBatch,
     content_encoding,
+    decode,
     error_body,
     media_type,
-    parse,
     response_body,
 )
 from .writer import Overloaded, ShuttingDown, SpanWriter
@@ -100,10 +99,12 @@ async def ingest(request: Request) -> Response:
             if len(body) > limits.max_body_bytes:
                 raise _Refused(413, f"the body is larger than {limits.max_body_bytes} bytes; send smaller batches")
         _check_room(c.writer)  # again: the backlog may have filled while the body came in
-        parsed: Parsed = await anyio.to_thread.run_sync(parse, bytes(body), encoding, content_type, limits)
+        # Rows are made here, on a worker thread, beside the writer's SQL (which runs without the
+        # GIL: see writer.py); a request with no spans needs no writer.
+        batch = await anyio.to_thread.run_sync(decode, bytes(body), encoding, content_type, limits)
         del body
-        # The writer makes the rows (writer.py says why); a request with no spans needs no writer.
-        batch = await _commit(c.writer, project_id, parsed) if parsed.spans else parsed.normalise()
+        if batch.spans:
+            batch = await _commit(c.writer, project_id, batch)
     except RequestError as exc:
         return await _refuse(request, exc.status, exc.message, wants_json)
     except _Refused as exc:
@@ -122,13 +123,13 @@ def _check_room(writer: SpanWriter) -> None:
         raise _Refused(503, str(exc), retry_after=exc.retry_after_s) from None
 
 
-async def _commit(writer: SpanWriter, project_id: int, parsed: Parsed) -> SpanBatch:
+async def _commit(writer: SpanWriter, project_id: int, batch: SpanBatch) -> SpanBatch:
     """Hand the request to the single writer and wait for its commit; its rows (and rejections).
 
     RequestError when the writer refused it whole; _Refused (503) when it cannot store it.
     """
     try:
-        future = writer.submit(project_id, parsed)
+        future = writer.submit(project_id, batch)
     except Overloaded as exc:
         raise _Refused(503, str(exc), retry_after=exc.retry_after_s) from None
     except ShuttingDown as exc:

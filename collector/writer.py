@@ -6,10 +6,12 @@ span is acknowledged only after that commit. When the queue holds too many spans
 requests are refused at once (the HTTP layer answers 503 with ``Retry-After``), so memory
 stays bounded under overload.
 
-OTLP/HTTP hands over requests parsed but not yet normalised (``otlp.Parsed``): the writer turns
-them into rows itself, just before writing them. Normalising is Python work that holds the GIL;
-done in other threads, it made the writer wait for the GIL after every row SQLite stepped
-(it is released around each step), which cost more than the normalising.
+Requests hand over their rows made (``SpanBatch``, normalised on the request's worker thread);
+``otlp.Parsed`` (decoded, not yet normalised) is accepted too and normalised here. The store
+inserts the rows with a few multi-row statements (``sqlite._insert_rows``), so the writer holds
+the GIL only between them: SQLite's work and the commit run beside the requests' Python work,
+on the other core. (With one ``executemany`` step per row, the writer took the GIL back after
+every row and waited behind the normalising threads; normalising moved into the writer then.)
 
 A waiter may give up on its future (a cancelled request task cancels it); the writer still
 commits that batch, and nothing a waiter does can stop the writer thread: if it died, every
