@@ -479,20 +479,27 @@ def normalise(
     limits: Limits,
     now_ns: int | None = None,
     rejected: Iterable[Rejection] = (),
+    raw: bytes | None = None,
 ) -> SpanBatch:
     """Turn a decoded request into rows; bad spans are rejected one by one, never the request.
 
     ``rejected`` are spans already refused while decoding (see ``parse_request``): they count
     towards the span limit and the answer. Oversized values are truncated in place (the
-    request is modified) and their spans flagged with ``hoptrace.truncated``.
+    request is modified) and their spans flagged with ``hoptrace.truncated``. ``raw``, the
+    protobuf body ``request`` was parsed from, gives each span's stored bytes as sent, instead
+    of encoding every span again.
     """
     now = time.time_ns() if now_ns is None else now_ns
     latest = now + FUTURE_SLACK_NS
     batch = SpanBatch()
     for rejection in rejected:
         batch.reject(*rejection)
-    count_spans(request, limits, batch.rejected)
+    total = count_spans(request, limits, batch.rejected)
     max_attr = limits.max_attribute_bytes
+    encoded = span_bytes(raw) if raw is not None else None
+    if encoded is not None and len(encoded) != total:
+        encoded = None
+    position = 0
     for rs in request.resource_spans:
         resource = rs.resource
         resource_cut = resource.ByteSize() > max_attr and _truncate_attributes(resource.attributes, max_attr)
@@ -509,8 +516,55 @@ def normalise(
             batch.resources[key] = Resource(key, service, resource_bytes)
         for ss in rs.scope_spans:
             for span in ss.spans:
-                _add_span(batch, span, key, service, max_attr, latest, resource_cut)
+                data = encoded[position] if encoded is not None else None
+                position += 1
+                _add_span(batch, span, data, key, service, max_attr, latest, resource_cut)
     return batch
+
+
+def span_bytes(raw: bytes) -> list[bytes] | None:
+    """Each span's bytes as encoded in a protobuf ExportTraceServiceRequest, in order.
+
+    A walk of the three enclosing levels only (requests, resource spans, scope spans: every
+    field length-delimited); None for a body holding anything else (unknown fields), whose spans
+    are then encoded again. The spans themselves are parsed by protobuf, as before.
+    """
+    spans: list[bytes] = []
+    try:
+        for start, end in _fields(raw, 0, len(raw), 0x0A):
+            for s_start, s_end in _fields(raw, start, end, 0x12, skip=(0x0A, 0x1A)):
+                for p_start, p_end in _fields(raw, s_start, s_end, 0x12, skip=(0x0A, 0x1A)):
+                    spans.append(raw[p_start:p_end])
+    except ValueError:
+        return None
+    return spans
+
+
+def _fields(raw: bytes, pos: int, end: int, wanted: int, skip: tuple[int, ...] = ()) -> list[tuple[int, int]]:
+    """(start, end) of each length-delimited field tagged ``wanted`` in raw[pos:end]; fields
+    tagged one of ``skip`` are passed over; ValueError on any other tag or a bad length."""
+    out = []
+    while pos < end:
+        tag = raw[pos]
+        if tag != wanted and tag not in skip:
+            raise ValueError(tag)
+        pos += 1
+        length = shift = 0
+        while True:
+            byte = raw[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+            if shift > 35:
+                raise ValueError("varint")
+        if pos + length > end:
+            raise ValueError("length")
+        if tag == wanted:
+            out.append((pos, pos + length))
+        pos += length
+    return out
 
 
 def count_spans(request: ExportTraceServiceRequest, limits: Limits, rejected: int = 0) -> int:
@@ -527,7 +581,14 @@ def count_spans(request: ExportTraceServiceRequest, limits: Limits, rejected: in
 
 
 def _add_span(
-    batch: SpanBatch, span: Span, resource_key: bytes, service: str, max_attr: int, latest: int, flag: bool
+    batch: SpanBatch,
+    span: Span,
+    data: bytes | None,
+    resource_key: bytes,
+    service: str,
+    max_attr: int,
+    latest: int,
+    flag: bool,
 ) -> None:
     tid, sid, pid = span.trace_id, span.span_id, span.parent_span_id
     if len(sid) != 8 or sid == b"\0" * 8:
@@ -553,18 +614,24 @@ def _add_span(
     if end > latest + FUTURE_SLACK_NS:
         batch.reject("end time out of range (more than two days ahead)", f"{sid.hex()} (ends at {end})")
         return
-    data = span.SerializeToString()
+    if data is None:
+        data = span.SerializeToString()
     # Only a span larger than the limit can hold an oversized value: most skip this walk.
     if (len(data) > max_attr and _truncate_span(span, max_attr)) or flag:
         span.attributes.add(key=TRUNCATED_FLAG, value=AnyValue(bool_value=True))
         data = span.SerializeToString()
     _index_terms(batch, span, tid, sid, start)
-    for link in span.links:
-        if len(link.trace_id) == 16 and len(link.span_id) == 8:
-            batch.links.append(LinkRow(tid, sid, link.trace_id, link.span_id))
-    batch.spans.append(
-        SpanRow(tid, sid, pid or None, resource_key, service, span.name, span.kind, start, end, span.status.code, data)
-    )
+    if span.links:
+        for link in span.links:
+            if len(link.trace_id) == 16 and len(link.span_id) == 8:
+                batch.links.append(LinkRow(tid, sid, link.trace_id, link.span_id))
+    row = (tid, sid, pid or None, resource_key, service, span.name, span.kind, start, end, span.status.code, data)
+    batch.spans.append(_new_row(SpanRow, row))
+
+
+# Rows are made with tuple.__new__: a NamedTuple's own constructor is a Python call per row.
+_new_row = tuple.__new__
+_SURELY_INDEXABLE = MAX_INDEXED_BYTES // 4  # characters: at most 4 UTF-8 bytes each
 
 
 def _indexable(text: str) -> bool:
@@ -594,7 +661,11 @@ def _term_key(key: str) -> tuple[str, bool]:
 
 
 def _index_terms(batch: SpanBatch, span: Span, tid: bytes, sid: bytes, start: int) -> None:
-    """Labels, ids and pointers of one span, for search."""
+    """Labels, ids and pointers of one span, for search.
+
+    Per span, this walks every attribute: kept to a dict lookup per name, and for an indexed
+    one a string read (most values are strings) and a tuple.
+    """
     append = batch.terms.append
     known = _TERM_KEYS.get
     for kv in span.attributes:
@@ -602,14 +673,16 @@ def _index_terms(batch: SpanBatch, span: Span, tid: bytes, sid: bytes, start: in
         index_key, empty_ok = known(key) or _term_key(key)
         if not index_key:
             continue
+        value = kv.value
         if index_key is _POINTER_KEY and key == POINTERS:
-            for item in kv.value.array_value.values:
-                if item.string_value and _indexable(item.string_value):
-                    append(Term(_POINTER_KEY, item.string_value, tid, sid, start))
+            for item in value.array_value.values:
+                pointer = item.string_value
+                if pointer and (len(pointer) <= _SURELY_INDEXABLE or _indexable(pointer)):
+                    append(_new_row(Term, (_POINTER_KEY, pointer, tid, sid, start)))
             continue
-        text = _string(kv.value)
-        if text is not None and (text or empty_ok) and _indexable(text):
-            append(Term(index_key, text, tid, sid, start))
+        text = value.string_value or _string(value)  # "" when unset: then the kind decides
+        if text is not None and (text or empty_ok) and (len(text) <= _SURELY_INDEXABLE or _indexable(text)):
+            append(_new_row(Term, (index_key, text, tid, sid, start)))
 
 
 def decode(body: bytes, encoding: str | None, content_type: str | None, limits: Limits) -> SpanBatch:
@@ -626,16 +699,18 @@ class Parsed:
     rejected: list[Rejection]
     limits: Limits
     spans: int  # how many it holds (some may still be rejected by ``normalise``)
+    raw: bytes | None = None  # the protobuf body, for the spans' bytes as sent
 
     def normalise(self) -> SpanBatch:
-        return normalise(self.request, self.limits, rejected=self.rejected)
+        return normalise(self.request, self.limits, rejected=self.rejected, raw=self.raw)
 
 
 def parse(body: bytes, encoding: str | None, content_type: str | None, limits: Limits) -> Parsed:
     """An OTLP/HTTP body as it arrived, inflated, parsed and counted; RequestError if refused."""
     raw = read_body(body, encoding, limits)
     request, rejected = parse_request(raw, content_type, limits)
-    return Parsed(request, rejected, limits, count_spans(request, limits, len(rejected)))
+    protobuf = media_type(content_type) == PROTOBUF_MEDIA
+    return Parsed(request, rejected, limits, count_spans(request, limits, len(rejected)), raw if protobuf else None)
 
 
 # -- answers ---------------------------------------------------------------------------------

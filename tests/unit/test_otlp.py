@@ -26,6 +26,7 @@ from hoptrace.collector.otlp import (
     parse_request,
     read_body,
     response_body,
+    span_bytes,
 )
 from tests.otlp_build import new_id, request, span
 
@@ -256,6 +257,29 @@ def test_a_span_within_the_limit_is_stored_untouched() -> None:
     s = span("small", attributes={"a": "b"})
     batch = normalise(request([s]), LIMITS, NOW)
     assert batch.spans[0].data == s.SerializeToString()
+
+
+def test_spans_are_stored_as_sent_in_the_body_of_several_resources_and_scopes() -> None:
+    first = request([span("a", attributes={"hoptrace.label.k": "1"}), span("b")], service="one")
+    second = request([span("c")], service="two")
+    first.resource_spans.extend(second.resource_spans)
+    first.resource_spans[0].scope_spans.add().spans.append(span("d"))
+    first.resource_spans[0].schema_url = "https://opentelemetry.io/schemas/1.24.0"
+    body = first.SerializeToString()
+    sent = [s for rs in first.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    assert span_bytes(body) == [s.SerializeToString() for s in sent]
+    batch = decode(body, None, "application/x-protobuf", LIMITS)
+    assert [(s.name, s.service_name) for s in batch.spans] == [("a", "one"), ("b", "one"), ("d", "one"), ("c", "two")]
+    assert [s.data for s in batch.spans] == [s.SerializeToString() for s in sent]
+    assert [(t.key, t.value) for t in batch.terms] == [("label.k", "1")]
+
+
+def test_a_body_with_fields_the_walk_does_not_know_has_its_spans_encoded_again() -> None:
+    s = span("a")
+    body = request([s]).SerializeToString() + b"\x28\x01"  # field 5, varint: unknown to OTLP
+    assert span_bytes(body) is None
+    assert span_bytes(b"\x0a\x05\x12\x09") is None  # a length past the end
+    assert decode(body, None, "application/x-protobuf", LIMITS).spans[0].data == s.SerializeToString()
 
 
 def test_an_oversized_resource_is_cut_and_its_spans_flagged() -> None:
