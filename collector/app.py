@@ -157,7 +157,7 @@ def create_app(config: CollectorConfig | None = None, store: SpanStore | None = 
         lifespan=lifespan,
     )
 
-    from . import api, graph_api, health_api, ingest, issues_api, logs
+    from . import api, graph_api, health_api, ingest, issues_api, logs, top_api
 
     app.include_router(ingest.router)
     app.include_router(logs.router)
@@ -165,6 +165,7 @@ def create_app(config: CollectorConfig | None = None, store: SpanStore | None = 
     app.include_router(graph_api.router)
     app.include_router(issues_api.router)
     app.include_router(health_api.router)
+    app.include_router(top_api.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and the writer's backlog")
     def health(request: Request) -> dict[str, Any]:

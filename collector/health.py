@@ -101,7 +101,9 @@ class HealthMinute:
 
     @property
     def concurrency_peak(self) -> float:
-        """The busiest second's average number of invocations running."""
+        """The busiest second's average number of invocations running (of one minute: merged
+        minutes add up their seconds of the same number, so a window's peak is the largest of
+        its minutes' peaks, not this)."""
         return max(self.busy) / 1000
 
 

@@ -72,7 +72,7 @@ def _figures(h: HealthMinute) -> dict[str, Any]:
     }
 
 
-def _totals(rollup: Rollup, classes: dict[str, int], h: HealthMinute, minutes: int) -> dict[str, Any]:
+def _totals(rollup: Rollup, classes: dict[str, int], h: HealthMinute, minutes: int, peak: float) -> dict[str, Any]:
     n = rollup.count
     return {
         "invocations": n,
@@ -89,7 +89,7 @@ def _totals(rollup: Rollup, classes: dict[str, int], h: HealthMinute, minutes: i
         **_figures(h),
         # Average invocations running at once over the window; the busiest second's average.
         "concurrency_avg": round(sum(h.busy) / (60_000 * max(1, minutes)), 3),
-        "concurrency_peak": round(h.concurrency_peak, 3),
+        "concurrency_peak": round(peak, 3),  # the busiest second of any minute
     }
 
 
@@ -110,20 +110,21 @@ def _health(request: Request, project_id: int, name: str, start: int, end: int) 
         total_classes[kind] += n
     figures = store.run_read(lambda sql: health_sql.minutes(sql, project_id, name, first, last))
     rollups = dict(rows)
-    total, total_health = Rollup(), HealthMinute()
+    total, total_health, peak = Rollup(), HealthMinute(), 0.0
     series = []
     for minute in range(first, last):
         rollup = rollups.get(minute) or Rollup()
         h = figures.get(minute) or HealthMinute()
         total.merge(rollup)
-        total_health.merge(h)
+        total_health.merge(h)  # its per-second busy time summed across minutes: only the sum is used
+        peak = max(peak, h.concurrency_peak)
         classes = by_minute.get(minute, dict.fromkeys(KINDS, 0))
         series.append({"minute": rfc3339(minute * MINUTE_NS), "invocations": rollup.count, "errors": rollup.errors,
                        "errors_by_class": classes, "throttles": rollup.throttles, "cold_starts": rollup.cold_starts,
                        "timeouts": rollup.timeouts, "p95_ms": _ms(rollup.latency.quantile(0.95)), **_figures(h),
                        "concurrency_avg": round(h.concurrency_avg, 3),
                        "concurrency_peak": round(h.concurrency_peak, 3)})  # fmt: skip
-    totals = _totals(total, total_classes, total_health, last - first)
+    totals = _totals(total, total_classes, total_health, last - first, peak)
     return node, {"from": rfc3339(start), "to": rfc3339(end), "totals": totals, "series": series,
                   "warnings": _warnings(totals)}  # fmt: skip
 

@@ -96,12 +96,15 @@ def list_issues(
     to: Optional[str] = Query(None, description="first seen before (RFC 3339 or unix ms)"),
     limit: int = Query(50, ge=1, le=500),
     cursor: Optional[str] = Query(None, description="next_cursor of the previous page"),
+    spark: int = Query(0, ge=0, le=240, description="with this many bins: each issue's counts over from/to"),
 ) -> dict[str, Any]:
     """Each issue: ``id``, ``kind`` (exception, http_5xx, timeout, error; ``warning``, raised from
     function health, with its ``subtype``: memory, near_timeout, cold_starts, throttles,
     record_age, new_error_type), ``title``, ``culprit``,
     ``functions``, ``count``, ``first_seen``, ``last_seen``, ``status`` (open, resolved, ignored)
-    and ``regression`` (it came back after being resolved)."""
+    and ``regression`` (it came back after being resolved); with ``spark=N``, ``spark``: its
+    occurrences over ``from``/``to`` (default: the last day) in N equal bins, so a list draws its
+    sparklines without asking for each issue's timeline."""
     project_id = project_of(request, name=project)
     before = None
     if cursor:
@@ -109,13 +112,33 @@ def list_issues(
             raise HTTPException(400, "cursor is not one this API returned")
         seen, _, issue_id = cursor.partition(":")
         before = (min(int(seen), 2**63 - 1), min(int(issue_id), ID_MAX))
-    query = db.IssueQuery(kind, status, function, _time_ns(from_, "from"), _time_ns(to, "to"), limit, before)
-    found = collector_of(request).store.run_read(lambda sql: db.list_issues(sql, project_id, query))
+    start, end = _time_ns(from_, "from"), _time_ns(to, "to")
+    query = db.IssueQuery(kind, status, function, start, end, limit, before)
+    store = collector_of(request).store
+    found = store.run_read(lambda sql: db.list_issues(sql, project_id, query))
     last = found[-1] if len(found) == limit else None
-    return {
-        "issues": [issue_json(i) for i in found],
-        "next_cursor": f"{last.last_seen_ns}:{last.id}" if last else None,
-    }
+    listed = [issue_json(i) for i in found]
+    if spark and found:
+        end = time.time_ns() if end is None else end
+        start = end - DAY_NS if start is None else start
+        if start >= end:
+            raise HTTPException(400, "from must be before to")
+        first, stop = start // MINUTE_NS, -(-end // MINUTE_NS)
+        counts = store.run_read(lambda sql: db.timelines(sql, project_id, [i.id for i in found], first, stop))
+        for item, issue in zip(listed, found):
+            item["spark"] = _bins(counts.get(issue.id, []), start, end, spark)
+    return {"issues": listed, "next_cursor": f"{last.last_seen_ns}:{last.id}" if last else None}
+
+
+def _bins(minutes: list[tuple[int, int]], start: int, end: int, bins: int) -> list[int]:
+    """Per-minute counts summed into ``bins`` equal parts of [start, end) (a minute by its start;
+    the minute holding ``start`` goes in the first)."""
+    out = [0] * bins
+    span = max(1, end - start)
+    for minute, n in minutes:
+        at = minute * MINUTE_NS
+        out[min(bins - 1, max(0, (at - start) * bins // span))] += n
+    return out
 
 
 @router.get(f"{API}/issues/status", tags=["issues"], summary="How far issues and notifications lag behind ingest")

@@ -481,6 +481,21 @@ def timeline(sql: Sql, project: int, issue_id: int, first_minute: int, end_minut
     return [(int(m), int(n)) for m, n in rows]
 
 
+def timelines(
+    sql: Sql, project: int, issue_ids: Sequence[int], first_minute: int, end_minute: int
+) -> dict[int, list[tuple[int, int]]]:
+    """``timeline`` of several issues in one query per chunk (the list's sparklines)."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for chunk in _chunks(sorted(issue_ids)):
+        for issue_id, minute, n in sql.rows(
+            f"SELECT issue_id, minute, count FROM issue_minutes WHERE project_id = ? AND issue_id IN"
+            f" ({_marks(len(chunk))}) AND minute >= ? AND minute < ? ORDER BY minute",
+            [project, *chunk, first_minute, end_minute],
+        ):
+            out.setdefault(int(issue_id), []).append((int(minute), int(n)))
+    return out
+
+
 def set_status(sql: Sql, project: int, issue_id: int, status: str) -> bool:
     """Open, resolve or ignore an issue; resolving clears its regression mark. False: no such issue."""
     clear = "" if status == OPEN else ", regression = 0"

@@ -17,6 +17,7 @@ import { FunctionHealthView } from "./views/health";
 import { IssuesView, IssueView } from "./views/issues";
 import { MapView } from "./views/map";
 import { RulesView } from "./views/rules";
+import { TopView } from "./views/top";
 import { ServicesView } from "./views/services";
 import { SpansView } from "./views/spans";
 import { TraceView } from "./views/trace";
@@ -145,6 +146,7 @@ const NAV = [
   { path: "/spans", label: "Spans" },
   { path: "/services", label: "Services" },
   { path: "/issues", label: "Issues" },
+  { path: "/top", label: "Top" },
   { path: "/rules", label: "Rules" },
 ];
 
@@ -156,6 +158,7 @@ function route(location: Location, props: { window: ReturnType<typeof windowOf>;
   if (path === "/spans") return <SpansView {...common} />;
   if (path === "/services") return <ServicesView {...common} />;
   if (path === "/issues") return <IssuesView {...common} />;
+  if (path === "/top") return <TopView {...common} />;
   if (path === "/rules") return <RulesView location={location} tick={props.tick} />;
   const issue = path.match(/^\/issues\/([^/]+)$/);
   if (issue) return <IssueView key={issue[1]} {...common} id={decodeURIComponent(issue[1])} />;

@@ -21,6 +21,17 @@ interface Totals {
   cold_starts: number;
   cold_start_rate: number;
   timeouts: number;
+  init_p95_ms: number | null;
+  memory_peak_bytes: number | null;
+  memory_limit_bytes: number | null;
+  memory_share_max: number | null;
+  deadline_share_max: number | null;
+  near_timeout: number;
+  retries: number;
+  record_age_max_ms: number | null;
+  record_age_p95_ms: number | null;
+  concurrency_avg: number;
+  concurrency_peak: number;
 }
 
 interface Minute {
@@ -32,6 +43,12 @@ interface Minute {
   cold_starts: number;
   timeouts: number;
   p95_ms: number | null;
+  init_p95_ms: number | null;
+  memory_peak_bytes: number | null;
+  retries: number;
+  record_age_max_ms: number | null;
+  concurrency_avg: number;
+  concurrency_peak: number;
 }
 
 interface Health {
@@ -57,6 +74,12 @@ const WARNING_TEXT: Record<string, string> = {
   cold_starts: "Cold starts",
   throttles: "Throttles",
 };
+
+const MIB = 1024 * 1024;
+
+function mib(bytes: number | null | undefined): string {
+  return bytes === null || bytes === undefined ? "–" : `${(bytes / MIB).toFixed(0)} MiB`;
+}
 
 function percent(share: number): string {
   return `${(share * 100).toFixed(share < 0.1 ? 1 : 0)} %`;
@@ -154,6 +177,32 @@ export function FunctionHealthView(props: { location: Location; window: Window; 
               testid="fig-cold"
             />
             <Figure label="Timeouts" value={String(h.totals.timeouts)} delta={d.timeouts} testid="fig-timeouts" />
+            <Figure label="Init p95" value={ms(h.totals.init_p95_ms)} delta={d.init_p95_ms} unit="ms" testid="fig-init" />
+            <Figure
+              label="Peak memory"
+              value={
+                h.totals.memory_peak_bytes === null
+                  ? "–"
+                  : `${mib(h.totals.memory_peak_bytes)}${h.totals.memory_limit_bytes ? ` of ${mib(h.totals.memory_limit_bytes)}` : ""}`
+              }
+              testid="fig-memory"
+            />
+            <Figure
+              label="Deadline used (max)"
+              value={h.totals.deadline_share_max === null ? "–" : percent(h.totals.deadline_share_max)}
+              delta={d.deadline_share_max}
+              unit="share"
+              testid="fig-deadline"
+            />
+            <Figure
+              label="Concurrency (avg / peak)"
+              value={`${h.totals.concurrency_avg} / ${h.totals.concurrency_peak}`}
+              delta={d.concurrency_peak}
+              testid="fig-concurrency"
+              lowerIsBetter={false}
+            />
+            <Figure label="Retries" value={String(h.totals.retries)} delta={d.retries} testid="fig-retries" />
+            <Figure label="Oldest record (max)" value={ms(h.totals.record_age_max_ms)} delta={d.record_age_max_ms} unit="ms" testid="fig-record-age" />
           </div>
           <h2>Errors by class</h2>
           <table class="kv by-class" data-testid="errors-by-class">
@@ -175,6 +224,11 @@ export function FunctionHealthView(props: { location: Location; window: Window; 
             <BarChart title="p95 duration" values={h.series.map((m) => m.p95_ms)} unit=" ms" from={when(h.from)} to={when(h.to)} testid="chart-p95" />
             <BarChart title="Cold starts" values={h.series.map((m) => m.cold_starts)} from={when(h.from)} to={when(h.to)} testid="chart-cold" />
             <BarChart title="Timeouts" values={h.series.map((m) => m.timeouts)} from={when(h.from)} to={when(h.to)} testid="chart-timeouts" tone="bad" />
+            <BarChart title="Concurrency (busiest second)" values={h.series.map((m) => m.concurrency_peak)} from={when(h.from)} to={when(h.to)} testid="chart-concurrency" />
+            <BarChart title="Peak memory" values={h.series.map((m) => (m.memory_peak_bytes === null ? null : m.memory_peak_bytes / MIB))} unit=" MiB" from={when(h.from)} to={when(h.to)} testid="chart-memory" tone="warn" />
+            <BarChart title="Init p95 (cold starts)" values={h.series.map((m) => m.init_p95_ms)} unit=" ms" from={when(h.from)} to={when(h.to)} testid="chart-init" />
+            <BarChart title="Oldest record at invocation" values={h.series.map((m) => m.record_age_max_ms)} unit=" ms" from={when(h.from)} to={when(h.to)} testid="chart-record-age" tone="warn" />
+            <BarChart title="Retries" values={h.series.map((m) => m.retries)} from={when(h.from)} to={when(h.to)} testid="chart-retries" />
           </div>
         </>
       ) : null}

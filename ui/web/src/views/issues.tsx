@@ -23,6 +23,8 @@ export interface Issue {
   status: string;
   regression: boolean;
   status_changed?: string | null;
+  subtype?: string;
+  spark?: number[];
 }
 
 interface Occurrence {
@@ -58,6 +60,7 @@ const KIND_LABELS: Record<string, string> = {
   http_5xx: "HTTP 5xx",
   timeout: "timeout",
   error: "error",
+  warning: "warning",
 };
 
 const SPARK_BINS = 24;
@@ -79,17 +82,12 @@ export function StatusBadge(props: { issue: Issue }) {
   );
 }
 
-/** The count sparkline of one issue over the window: its own timeline, binned. */
-function CountSpark(props: { issue: Issue; window: Window; tick: number }) {
+/** The count sparkline of one issue over the window, binned by the list API (`spark`), so the
+ * list makes one request however many issues it shows. */
+function CountSpark(props: { issue: Issue; window: Window }) {
   const { issue, window } = props;
-  const detail = useApi<IssueDetail>(
-    `/issues/${issue.id}`,
-    { from: String(Math.round(window.from)), to: String(Math.round(window.to)), occurrences: "0" },
-    `${props.tick}:${issue.count}`,
-  );
-  if (!detail.data) return <span class="sparkbars-empty" />;
-  const values = binCounts(detail.data.timeline.minutes, window.from, window.to, SPARK_BINS);
-  return <SparkBars values={values} label={`occurrences of issue ${issue.id} over ${window.label.toLowerCase()}`} testid="issue-spark" />;
+  if (!issue.spark) return <span class="sparkbars-empty" />;
+  return <SparkBars values={issue.spark} label={`occurrences of issue ${issue.id} over ${window.label.toLowerCase()}`} testid="issue-spark" />;
 }
 
 export function FunctionLinks(props: { location: Location; functions: string[] }) {
@@ -115,6 +113,7 @@ export function IssuesView(props: { location: Location; window: Window; tick: nu
     from: String(Math.round(window.from)),
     to: String(Math.round(window.to)),
     limit: "100",
+    spark: String(SPARK_BINS),
   };
   for (const f of [...FILTERS, "cursor"]) {
     const v = location.params.get(f);
@@ -192,7 +191,7 @@ export function IssuesView(props: { location: Location; window: Window; tick: nu
                     {issue.count}
                   </td>
                   <td>
-                    <CountSpark issue={issue} window={window} tick={props.tick} />
+                    <CountSpark issue={issue} window={window} />
                   </td>
                   <td class="nowrap">{when(issue.first_seen)}</td>
                   <td class="nowrap">{when(issue.last_seen)}</td>
