@@ -1,12 +1,14 @@
 """``python -m bench instrumentation``: what hoptrace's instrumentation costs a Lambda function.
 
-Three sections, each beside a baseline measured in the same run:
+Four sections, each beside a baseline measured in the same run:
 
 1. cold start — import + init in fresh processes: bare boto3, + hoptrace, + OpenTelemetry's own
    botocore and Lambda instrumentation (``coldstart``);
 2. one SQS SendMessage — client-side cost with the network short-circuited, and end to end
    against ``moto_server`` on loopback (``aws_call``);
-3. the end-of-invocation flush to an OTLP/HTTP endpoint on loopback (``flush``).
+3. the end-of-invocation flush to an OTLP/HTTP endpoint on loopback (``flush``);
+4. instructions per SendMessage counted by valgrind (``instructions``): the SendMessage figure
+   the machine's load cannot move.
 
 This module stays light: worker processes import the package too.
 """
@@ -22,7 +24,7 @@ from contextlib import contextmanager, nullcontext
 from bench.measure import Budget, progress
 from bench.report import Report, Section
 
-SECTIONS = ("coldstart", "aws_call", "flush")
+SECTIONS = ("coldstart", "aws_call", "flush", "instructions")
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
@@ -103,12 +105,28 @@ def run(args: argparse.Namespace) -> Report:
             load = _loadavg()
             section = flush.run(endpoint, invocations, Budget(budget.left()), report.warnings)
             report.sections.append(_with_load(section, load))
+        if "instructions" in sections:
+            from . import instructions
+
+            load = _loadavg()
+            counted = instructions.run(quick, _bare_cpu_us(report), report.warnings)
+            if counted is not None:
+                report.sections.append(_with_load(counted, load))
         if args.profile:
             from . import profile
 
             report.sections.append(profile.run(sections, endpoint, report.warnings))
     report.config["seconds"] = round(time.monotonic() - started, 1)
     return report
+
+
+def _bare_cpu_us(report: Report) -> float | None:
+    """The bare SendMessage's CPU µs per call measured by ``aws_call`` (stub) in this run, if it ran."""
+    for section in report.sections:
+        for row in section.rows:
+            if row.name == "SendMessage CPU: hoptrace":
+                return row.baseline
+    return None
 
 
 def _loadavg() -> str:
