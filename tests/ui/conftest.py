@@ -157,5 +157,8 @@ def screenshot(page: Page, name: str) -> Path:
     """Saves a full-page screenshot as a test artefact and returns its path."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    # From the top: the sticky navbar is drawn where the page was scrolled to, so a page scrolled
+    # to a clicked row showed it halfway down the full-page image.
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(path), full_page=True)
     return path
