@@ -410,6 +410,9 @@ class _ReadOnly:
     def run_many(self, sql: str, rows: Any) -> None:
         raise RuntimeError("read-only")
 
+    def insert(self, table: str, columns: Any, rows: Any) -> None:
+        raise RuntimeError("read-only")
+
 
 def _trace_rows(sql: _ReadOnly, trace_id: bytes) -> list[tuple[Any, ...]]:
     """A trace's spans as ``SqliteStore.trace`` reads them (spans + resources)."""

@@ -48,6 +48,9 @@ class Sql(Protocol):
 
     def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Plain inserts, no conflict clause (PostgreSQL: ``COPY``)."""
+
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for i in range(0, len(values), CHUNK):
@@ -378,9 +381,8 @@ class _GraphWrite:
                     matched.update((k.key, h.to_span) for h in hops)
             found.extend(hops)
             stored[k.key].append(k)
-        self.sql.run_many(
-            "INSERT INTO hop_keys (project_id, key, side, via, trace_id, span_id, service, kind, start_ns, end_ns,"
-            " detail, edge, attempt, joined) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self.sql.insert(
+            "hop_keys", _HOP_KEY_COLUMNS,
             [
                 (self.project, k.key, k.side, k.via, k.end.trace_id, k.end.span_id, k.end.service, k.end.kind,
                  k.end.start_ns, k.end.end_ns, k.end.detail, k.end.edge, k.end.attempt,
@@ -516,11 +518,11 @@ class _GraphWrite:
                 f"DELETE FROM transaction_terms WHERE project_id = ? AND transaction_id IN ({_marks(len(chunk))})",
                 [self.project, *chunk],
             )
-        self.sql.run_many(
-            "INSERT INTO transaction_terms (project_id, key, value, transaction_id) VALUES (?, ?, ?, ?)", terms
-        )
+        self.sql.insert("transaction_terms", ("project_id", "key", "value", "transaction_id"), terms)
 
 
+_HOP_KEY_COLUMNS = ("project_id", "key", "side", "via", "trace_id", "span_id", "service", "kind", "start_ns", "end_ns",
+                    "detail", "edge", "attempt", "joined")  # fmt: skip
 _TXN_SET = ", ".join(
     f"{c} = excluded.{c}" for c in ("start_ns", "end_ns", "duration_ns", "errors", "incomplete", "hops", "summary")
 )

@@ -509,6 +509,12 @@ class _Sql:
             with self._conn.cursor() as cur:
                 cur.executemany(_pg(sql), [[_param(a) for a in row] for row in rows])
 
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if rows:  # COPY: the graph pass's largest writes, a fraction of executemany's cost
+            with self._conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([_param(a) for a in row])
+
 
 def _pg(sql: str) -> str:
     return sql.replace("?", "%s")

@@ -542,3 +542,9 @@ class _Sql:
     def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self._conn.executemany(sql, rows)
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._conn.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows
+            )
