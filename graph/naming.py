@@ -370,13 +370,24 @@ def view_uncached(span: GraphSpan) -> View:
 def _trace_entry(span: GraphSpan, me: Node, invocation: bool, source: Node | None) -> tuple[str, str, str]:
     """How a trace began, should this span be its root: trigger, the route, queue or function
     that took it, and its service."""
-    trigger = span.text("faas.trigger") or {2: "http", 5: "pubsub"}.get(span.kind, "other")
+    trigger = span.text("faas.trigger") or _implied_trigger(span, source)
     if invocation:
         named = source is not None and source.kind in ("api", "queue", "topic", "stream", "bus", "schedule")
         name = source.name if source is not None and named else me.name
     else:
         name = span.name
     return trigger, name, me.name
+
+
+def _implied_trigger(span: GraphSpan, source: Node | None) -> str:
+    """The trigger of a span that names none (semconv values): a SERVER span is "http" only when it
+    says something of HTTP; OpenTelemetry's Lambda instrumentation makes every invocation SERVER,
+    scheduled and direct ones too."""
+    if source is not None and source.kind == "schedule":
+        return "timer"
+    if span.kind == SERVER and span.text("http.request.method", "http.method", "http.route", "url.full"):
+        return "http"
+    return "pubsub" if span.kind == CONSUMER else "other"
 
 
 def weighted_edges(span: GraphSpan) -> list[tuple[Edge, int]]:

@@ -65,3 +65,14 @@ def test_every_attribute_name_in_the_graph_source_is_one_the_store_decodes_for_i
     assert {"hoptrace.pointers", "faas.coldstart", "messaging.message.id"} <= named  # the scan finds them
     spellings = set(naming._SYSTEMS)  # messaging.system values, not attribute names
     assert named - spellings <= READ_KEYS
+
+
+def test_a_server_invocation_naming_no_trigger_is_http_only_when_it_says_something_of_http() -> None:
+    # OpenTelemetry's Lambda instrumentation makes every invocation a SERVER span; it sets
+    # faas.trigger only for API Gateway events, so a scheduled or direct one names none.
+    scheduled = span(new_trace(), "nightly", "nightly", SERVER, 0, 5, resource=lam("nightly"))
+    called = span(new_trace(), "api", "api", SERVER, 0, 5, resource=lam("api"), http__method="GET")
+    queued = span(new_trace(), "worker", "worker", CONSUMER, 0, 5, resource=lam("worker"))
+    assert view(scheduled).entry[0] == "other"
+    assert view(called).entry[0] == "http"
+    assert view(queued).entry[0] == "pubsub"
