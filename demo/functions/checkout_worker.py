@@ -10,6 +10,7 @@ the ``order-placed`` topic (fanned out to notifications and analytics).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from decimal import Decimal
@@ -21,8 +22,12 @@ import hoptrace
 
 from .shared import HttpError, call
 
+log = logging.getLogger("shop.checkout-worker")  # warnings and errors show in the transaction's timeline
 dynamodb: Any = boto3.resource("dynamodb")
 sns: Any = boto3.client("sns")
+
+
+MAX_ATTEMPTS = 3  # the checkout queue's maxReceiveCount (demo/app.py)
 
 
 class PaymentFailed(Exception):
@@ -39,6 +44,7 @@ def charge(order: dict[str, Any], attempt: int) -> dict[str, Any]:
             return answer
         except HttpError as exc:
             if exc.status == 429 and backoff is not None:
+                log.warning("payment gateway throttled order %s; retrying in %.1f s", order["order_id"], backoff)
                 time.sleep(backoff)
                 continue
             raise PaymentFailed(f"payment gateway answered {exc.status}: {exc.body[:120]}") from exc
@@ -80,7 +86,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             payment = charge(order, attempt)
         except PaymentFailed as exc:
-            print(f"order {order['order_id']}: {exc} (attempt {attempt})")
+            if attempt >= MAX_ATTEMPTS:
+                log.error("order %s: %s; attempt %d was the last, it goes to the dead-letter queue",
+                          order["order_id"], exc, attempt)  # fmt: skip
+            else:
+                log.warning("order %s: %s; SQS retries it (attempt %d)", order["order_id"], exc, attempt)
             failures.append({"itemIdentifier": record["messageId"]})
             continue
         place(order, payment)

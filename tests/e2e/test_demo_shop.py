@@ -210,6 +210,21 @@ def test_the_dead_lettered_order_is_found_by_its_label_failed_after_its_retries(
     assert detail["id"] in {t["id"] for t in failed}
 
 
+def test_the_dead_lettered_orders_payment_failures_are_logged_under_its_attempts(demo_run: DemoRun) -> None:
+    order_id = demo_run.order_id("mallory")
+    detail = _one_transaction(demo_run, "mallory")
+    attempts = {s["span_id"] for s in detail["spans"] if s["attributes"].get("hoptrace.label.order_id") == order_id
+                and s["service"] == "checkout-worker" and "faas.trigger" not in s["attributes"]}  # fmt: skip
+    logs = [r for r in detail["logs"] if order_id in r["body"]]
+    retried = [r for r in logs if "SQS retries it" in r["body"]]
+    last = [r for r in logs if r["severity_text"] == "ERROR"]
+    assert len(retried) == 2 and all(r["severity_text"] == "WARNING" for r in retried), logs
+    assert len(last) == 1 and "dead-letter queue" in last[0]["body"], logs
+    # Each tied to the record span of its own attempt.
+    assert {r["span_id"] for r in retried + last} == attempts
+    assert all(r["service"] == "checkout-worker" for r in logs)
+
+
 def test_the_dead_lettered_order_is_marked_incomplete(demo_run: DemoRun) -> None:
     assert _one_transaction(demo_run, "mallory")["incomplete"] is True
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from tests.otlp_build import kvs, new_id, request, span
@@ -169,5 +170,35 @@ def post_orders(base_url: str, ingest_token: str | None, count: int = 6) -> list
                 body = request(spans, service, _resource(service)).SerializeToString()
                 response = client.post("/v1/traces", content=body, headers=headers)
                 assert response.status_code == 200, f"ingest refused the shop's spans: {response.text}"
+            if order.failed:
+                logs = order_logs(order, by_service["order-worker"][0]).SerializeToString()
+                response = client.post("/v1/logs", content=logs, headers=headers)
+                assert response.status_code == 200, f"ingest refused the shop's logs: {response.text}"
             orders.append(order)
     return orders
+
+
+# What a failed order's worker logged (severity number, text, body, ms after the span's start).
+FAILED_ORDER_LOGS = [
+    (13, "WARNING", "card declined, retrying in 2 s", 30),
+    (17, "ERROR", "payment gateway refused the order for good", 85),
+    (13, "WARNING", HOSTILE, 88),
+]
+
+
+def order_logs(order: Order, worker: Span) -> ExportLogsServiceRequest:
+    """The worker's log records for a failed order, tied to its invocation span."""
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    rl.resource.attributes.extend(kvs({"service.name": "order-worker", **_resource("order-worker")}))
+    records = rl.scope_logs.add().log_records
+    for number, text, body, after_ms in FAILED_ORDER_LOGS:
+        record = records.add()
+        record.time_unix_nano = worker.start_time_unix_nano + after_ms * 1_000_000
+        record.severity_number = number  # type: ignore[assignment]
+        record.severity_text = text
+        record.body.string_value = body
+        record.trace_id = order.trace_id
+        record.span_id = worker.span_id
+        record.attributes.extend(kvs({"order_id": order.order_id}))
+    return req

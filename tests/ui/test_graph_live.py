@@ -81,8 +81,9 @@ def test_a_failed_order_found_by_its_label_is_followed_across_the_queue(shop_pag
 
     expect(shop_page).to_have_url(re.compile(rf"/transactions/{order.trace_id.hex()}"))
     expect(shop_page.get_by_test_id("transaction-summary")).to_contain_text("5 spans in 1 trace · 1 hop")
-    rows = shop_page.locator("[data-testid=timeline] li")
+    rows = shop_page.locator("[data-testid=timeline] ol.tl-rows > li:not(.tl-logs)")  # its logs aside
     expect(rows).to_have_count(6)
+    expect(shop_page.get_by_test_id("log-line")).to_have_count(3)
     texts = [t.replace("\n", " ") for t in rows.all_inner_texts()]
     assert [next(n for n in order.span_names if n in t) for t in texts if "waited" not in t] == order.span_names
     wait = next(i for i, t in enumerate(texts) if "waited" in t)

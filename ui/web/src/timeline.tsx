@@ -2,7 +2,7 @@
 // grouped per invocation, with the waits between producer and consumer drawn as dwell bars.
 import { Fragment } from "preact";
 import { ms } from "./format";
-import type { Hop, Span } from "./types";
+import type { Hop, LogRecord, Span } from "./types";
 
 interface Row {
   span: Span;
@@ -82,6 +82,28 @@ export function invocationGroups(rows: Row[]): Group[] {
   return groups.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
 }
 
+/** error (ERROR and FATAL), warn, or info: the colour of a log line. */
+export function severityClass(log: LogRecord): string {
+  return log.severity_number >= 17 ? "error" : log.severity_number >= 13 ? "warn" : "info";
+}
+
+/** The log lines under one span, indented like its children, with their time from the span's start. */
+function SpanLogs(props: { logs: LogRecord[]; start: bigint; depth: number }) {
+  return (
+    <li class="tl-logs" data-testid="span-logs">
+      <ul style={{ paddingLeft: `${props.depth * 14 + 20}px` }}>
+        {props.logs.map((log, i) => (
+          <li class={`tl-log sev-${severityClass(log)}`} data-testid="log-line" data-severity={severityClass(log)} key={i}>
+            <span class="log-sev">{log.severity_text || "LOG"}</span>
+            <span class="log-at">+{ms(Number(BigInt(log.time_unix_nano) - props.start) / 1e6)}</span>
+            <span class="log-body">{log.body}</span>
+          </li>
+        ))}
+      </ul>
+    </li>
+  );
+}
+
 function bounds(spans: Span[]): [bigint, bigint] {
   let lo = BigInt(spans[0].start_unix_nano);
   let hi = BigInt(spans[0].end_unix_nano);
@@ -97,6 +119,7 @@ function bounds(spans: Span[]): [bigint, bigint] {
 export function Timeline(props: {
   spans: Span[];
   hops?: Hop[];
+  logs?: LogRecord[];
   grouped?: boolean;
   selected?: string | null;
   onSelect: (span: Span) => void;
@@ -116,6 +139,14 @@ export function Timeline(props: {
     const list = hopInto.get(hop.to_span) ?? [];
     list.push(hop);
     hopInto.set(hop.to_span, list);
+  }
+  const logsOf = new Map<string, LogRecord[]>();
+  const loose: LogRecord[] = []; // no span id, or a span this view does not hold
+  const keys = new Set(spans.map(spanKey));
+  for (const log of props.logs ?? []) {
+    const key = `${log.trace_id}:${log.span_id}`;
+    if (log.span_id && keys.has(key)) logsOf.set(key, [...(logsOf.get(key) ?? []), log]);
+    else loose.push(log);
   }
   const ticks = [0, 0.25, 0.5, 0.75, 1];
   return (
@@ -193,12 +224,25 @@ export function Timeline(props: {
                       </span>
                     </button>
                   </li>
+                  {logsOf.has(spanKey(span)) ? (
+                    <SpanLogs logs={logsOf.get(spanKey(span)) ?? []} start={start} depth={depth} />
+                  ) : null}
                 </Fragment>
               );
             })}
           </ol>
         </section>
       ))}
+      {loose.length ? (
+        <section class="tl-group" aria-label="logs not tied to a span">
+          <h3 class="tl-group-title">
+            Logs <span class="muted">not tied to a span shown here</span>
+          </h3>
+          <ol class="tl-rows">
+            <SpanLogs logs={loose} start={t0} depth={0} />
+          </ol>
+        </section>
+      ) : null}
     </div>
   );
 }

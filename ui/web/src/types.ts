@@ -126,10 +126,24 @@ export interface Hop {
   [more: string]: unknown;
 }
 
+/** A log record tied to its span (or only its trace: span_id null). */
+export interface LogRecord {
+  trace_id: string | null;
+  span_id: string | null;
+  time: string;
+  time_unix_nano: string;
+  severity_number: number;
+  severity_text: string;
+  service: string;
+  body: string;
+  attributes: Record<string, unknown>;
+}
+
 export interface TransactionDetail {
   id?: string;
   spans: Span[];
   hops: Hop[];
   map?: ServiceMap;
+  logs?: LogRecord[];
   [more: string]: unknown;
 }

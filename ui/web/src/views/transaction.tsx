@@ -59,6 +59,7 @@ export function TransactionView(props: { location: Location; window: Window; tic
           <Timeline
             spans={spans}
             hops={hops}
+            logs={data.logs ?? []}
             grouped
             selected={selectedId}
             onSelect={(span) => navigate(withParams(location, { span: span.span_id }), true)}
