@@ -29,6 +29,7 @@ GROUPS = {
     "phoenix": "bench.phoenix",
     "overload": "bench.overload",
     "scale": "bench.scale",
+    "issues": "bench.issues",
 }
 PUBLISHED = Path(__file__).resolve().parent / "RESULTS.md"  # the committed copy (``--publish``)
 

@@ -168,6 +168,7 @@ class SpanMix:
     traces: int
     start_ns: int
     end_ns: int
+    failed_every: int = 53  # every Nth trace fails (HTTP 500); 0: none does
 
     @classmethod
     def for_spans(cls, spans: int, seed: int, days: float, end_ns: int | None = None) -> SpanMix:
@@ -183,6 +184,10 @@ class SpanMix:
         whole, rest = divmod(self.traces, 60)
         return whole * period + sum(spans_in_trace(i) for i in range(rest))
 
+    def failed(self, i: int) -> bool:
+        """Whether trace ``i`` is a failed order (its API invocation answers 500)."""
+        return self.failed_every > 0 and i % self.failed_every == 0
+
     def trace_start(self, i: int) -> int:
         return self.start_ns + (self.end_ns - self.start_ns - 10**9) * i // max(1, self.traces)
 
@@ -195,7 +200,7 @@ class SpanMix:
         ids = iter(hashlib.blake2b(b"%d" % k, digest_size=8, key=tid).digest() for k in range(16))
         order, customer = order_id(seed, i), customer_id(i)
         tier = TIERS[i % len(TIERS)]
-        failed = i % 53 == 0
+        failed = self.failed(i)
         t0 = self.trace_start(i)
         labels = [_kv("hoptrace.label.order_id", order), _kv("hoptrace.label.customer_id", customer)]
         out: list[tuple[str, bytes]] = []
