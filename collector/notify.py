@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
+from . import digest
 from .store import SpanStore, StepLoop
 from .store import issues_sql as db
 from .store.issues_sql import Delivery
@@ -86,6 +87,7 @@ class Notifier:
     def __init__(self, store: SpanStore, config: NotifyConfig | None = None) -> None:
         self.store = store
         self.config = config or NotifyConfig()
+        self.digests = digest.DigestScheduler(store)
         self._loop = StepLoop(self.step, "hoptrace-notifier", idle_s=min(1.0, self.config.backoff_s))
 
     def start(self) -> None:
@@ -98,6 +100,10 @@ class Notifier:
         self._loop.stop()
 
     def step(self) -> int:
+        try:
+            self.digests.step()  # a due weekly digest goes into the outbox, delivered below
+        except Exception:  # the digest must never stop notifications
+            logger.exception("hoptrace: the weekly digest could not be prepared")
         now = time.time_ns()
         if not self.store.run_read(partial(db.any_due, now=now)):
             return 0  # polled on a reader: an idle notifier never takes the write lock
@@ -127,6 +133,8 @@ class Notifier:
     def _attempt(self, d: Delivery) -> tuple[str, str]:
         """(``delivered`` | ``pending`` | ``failed``, what went wrong)."""
         try:
+            if d.event == digest.EVENT:
+                return self._digest(d)
             if d.channel.type == "slack":
                 _post(d.channel.secret["url"], slack_message(d, self.config.public_url), {}, self.config.timeout_s)
             elif d.channel.type == "webhook":
@@ -141,6 +149,17 @@ class Notifier:
             return "failed", str(exc)
         except (_Retry, OSError) as exc:
             return "pending", str(exc) or type(exc).__name__
+        return "delivered", ""
+
+    def _digest(self, d: Delivery) -> tuple[str, str]:
+        url, timeout = self.config.public_url, self.config.timeout_s
+        if d.channel.type == "slack":
+            _post(d.channel.secret["url"], digest.slack_digest(d.project, d.payload, url), {}, timeout)
+        elif d.channel.type == "webhook":
+            body = digest.webhook_digest(d.id, d.project, d.payload, url)
+            _post(d.channel.config["url"], body, webhook_headers(d, body, d.channel.secret["secret"]), timeout)
+        else:
+            return "failed", f"a digest goes to a slack or webhook channel, not {d.channel.type}"
         return "delivered", ""
 
     def _github(self, d: Delivery) -> None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
 
 from hoptrace.graph.rollup import MINUTE_NS
 
-from . import top
+from . import digest, top
 from .api import _time_ns
 from .app import collector_of
 from .issues_api import project_of
 from .store import SpanStore, top_sql
+from .store import issues_sql as db
+from .store.graph_sql import Sql
 from .views import rfc3339
 
 API = "/api/v1"
@@ -63,3 +66,84 @@ def get_top(
     if end - start > MAX_DAYS * DAY_NS:
         raise HTTPException(400, f"the window is longer than {MAX_DAYS} days: narrow from/to")
     return compute(collector_of(request).store, project_id, start // MINUTE_NS * MINUTE_NS, end, limit)
+
+
+# -- the weekly digest ------------------------------------------------------------------------------
+
+
+class DigestIn(BaseModel):
+    """The weekly digest of the project's top-N (``collector/digest.py``): sent through a slack or
+    webhook channel every ``weekday`` (UTC, 0 = Monday) at ``hour``:00 UTC, covering the week
+    before against the week before that; ``limit`` items per ranking."""
+
+    channel_id: int = Field(ge=1, le=2**31 - 1)
+    weekday: int = Field(0, ge=0, le=6)
+    hour: int = Field(8, ge=0, le=23)
+    limit: int = Field(5, ge=1, le=20)
+    enabled: bool = True
+
+
+def digest_json(d: digest.Digest | None) -> dict[str, Any]:
+    if d is None:
+        return {"configured": False}
+    return {"configured": True, "channel_id": d.channel_id, "weekday": d.weekday,
+            "weekday_name": digest.WEEKDAYS[d.weekday], "hour": d.hour, "limit": d.limit, "enabled": d.enabled,
+            "last_sent_slot": rfc3339(d.last_slot_ns) if d.last_slot_ns else None}  # fmt: skip
+
+
+def _digest_channel(sql: Sql, project_id: int, channel_id: int) -> str | None:
+    """What is wrong with the channel for a digest, or None."""
+    found = db.channel(sql, project_id, channel_id)
+    if found is None:
+        return f"no channel {channel_id} in this project"
+    if found.type not in digest.CHANNEL_TYPES:
+        return f"a digest goes to a slack or webhook channel; channel {channel_id} is {found.type}"
+    return None
+
+
+@router.get(f"{API}/digest", tags=["notifications"], summary="The project's weekly digest settings")
+def get_digest(request: Request) -> dict[str, Any]:
+    project_id = project_of(request)
+    return digest_json(collector_of(request).store.run_read(lambda sql: digest.load(sql, project_id)))
+
+
+@router.put(f"{API}/digest", tags=["notifications"], summary="Set the weekly digest (admin token)")
+def put_digest(request: Request, body: DigestIn) -> dict[str, Any]:
+    """Saving marks the current week's slot as sent: the first digest goes at the next one."""
+    project_id = project_of(request, write=True)
+    settings = digest.Digest(body.channel_id, body.weekday, body.hour, body.limit, body.enabled)
+
+    def write(sql: Sql) -> digest.Digest | str:
+        problem = _digest_channel(sql, project_id, body.channel_id)
+        return problem if problem else digest.save(sql, project_id, settings, time.time_ns())
+
+    saved = collector_of(request).store.run_write(write)
+    if isinstance(saved, str):
+        raise HTTPException(400, saved)
+    return digest_json(saved)
+
+
+@router.delete(f"{API}/digest", tags=["notifications"], summary="Stop the weekly digest (admin token)",
+               status_code=204)  # fmt: skip
+def delete_digest(request: Request) -> Response:
+    project_id = project_of(request, write=True)
+    if not collector_of(request).store.run_write(lambda sql: digest.delete(sql, project_id)):
+        raise HTTPException(404, "no digest is set for this project")
+    return Response(status_code=204)
+
+
+@router.post(f"{API}/digest/send", tags=["notifications"], summary="Send the digest of the last 7 days now (admin)",
+             status_code=202)  # fmt: skip
+def send_digest(request: Request) -> dict[str, Any]:
+    """Queues the digest of the seven days up to now for the digest's channel, whatever its
+    schedule (the schedule is left as it is); delivered through the outbox like any notification."""
+    project_id = project_of(request, write=True)
+    store = collector_of(request).store
+    settings = store.run_read(lambda sql: digest.load(sql, project_id))
+    if settings is None:
+        raise HTTPException(404, "no digest is set for this project: PUT /api/v1/digest first")
+    now = time.time_ns()
+    payload = digest.digest_payload(compute(store, project_id, now // MINUTE_NS * MINUTE_NS - digest.WEEK_NS, now,
+                                            settings.limit))  # fmt: skip
+    store.run_write(lambda sql: digest.enqueue(sql, project_id, settings.channel_id, 0, payload))
+    return {"queued": True, "from": payload["top"]["from"], "to": payload["top"]["to"]}

@@ -201,12 +201,27 @@ HEALTH_ROLLUP_MIGRATION: list[str] = [
     )""",
 ]
 
+# The weekly top-N digest of a project (collector/digest.py): which channel, when (UTC weekday
+# 0 = Monday, hour), how many per ranking, and the last slot sent (so each week sends once,
+# across restarts and replicas).
+DIGEST_MIGRATION: list[str] = [
+    """CREATE TABLE digests (
+        project_id INTEGER PRIMARY KEY,
+        channel_id INTEGER NOT NULL,
+        weekday SMALLINT NOT NULL,
+        hour SMALLINT NOT NULL,
+        top_limit INTEGER NOT NULL,
+        enabled SMALLINT NOT NULL,
+        last_slot_ns BIGINT NOT NULL
+    )""",
+]
+
 # The tables ISSUES_MIGRATION creates (tokens aside, which it rebuilds).
 ISSUES_TABLES = ("issue_queue", "issues", "issue_functions", "issue_minutes", "issue_occurrences", "notify_channels",
                  "notify_rules", "notify_outbox", "notify_github_issues")  # fmt: skip
 
-HEALTH_TABLES = ("function_errors", "issue_raised", "function_health", "health_seen", "health_warned",  # 8 to 10
-                 "function_error_types")  # fmt: skip
+HEALTH_TABLES = ("function_errors", "issue_raised", "function_health", "health_seen", "health_warned",  # 8-10, 12
+                 "function_error_types", "digests")  # fmt: skip
 
 # Beside the graph's retention (same named parameters): occurrences and minutes go; issues stay.
 ISSUES_RETENTION = [

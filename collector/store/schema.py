@@ -8,6 +8,7 @@ reached and only ever moves forward.
 from __future__ import annotations
 
 from .issues_schema import (
+    DIGEST_MIGRATION,
     HEALTH_MIGRATION,
     HEALTH_ROLLUP_MIGRATION,
     ISSUES_MIGRATION,
@@ -215,6 +216,8 @@ MIGRATIONS: list[list[str]] = [
     HEALTH_ROLLUP_MIGRATION,
     # 11: log records tied to their spans (collector/store/logs_sql.py).
     LOGS_MIGRATION,
+    # 12: the weekly top-N digest per project (collector/digest.py).
+    DIGEST_MIGRATION,
 ]
 
 LATEST = len(MIGRATIONS)
