@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 from . import app
 from .runner import Runner
 from .services import OutsideServices
+from .slack import SlackReceiver, subscribe
 from .traffic import Traffic, Visit
 
 Say = Callable[[str], None]
@@ -88,6 +89,7 @@ class DemoStack:
         self.moto: Optional[subprocess.Popen[bytes]] = None
         self.collector: Optional[subprocess.Popen[bytes]] = None
         self.services: Optional[OutsideServices] = None
+        self.slack: Optional[SlackReceiver] = None
         self.runner: Optional[Runner] = None
         self.resources: Optional[app.Resources] = None
         self.aws_endpoint = ""
@@ -140,6 +142,9 @@ class DemoStack:
         except RuntimeError as exc:
             said = (self.workdir / "collector.log").read_text(errors="replace").strip().splitlines()[-3:]
             raise RuntimeError(f"{exc}: {' / '.join(said) or 'no output'}") from None
+        self.slack = SlackReceiver(self.say).start()
+        subscribe(self.collector_url, self.slack.url)
+        self.say(f"Slack: new issues are posted to a local Slack webhook at {self.slack.url}")
         self.services = OutsideServices().start()
         self.runner = Runner(
             self.resources,
@@ -159,6 +164,8 @@ class DemoStack:
             self.services.stop()
         _stop(self.moto, 10)
         _stop(self.collector, 40)
+        if self.slack is not None:  # after the collector: its notifier may be posting as it drains
+            self.slack.stop()
 
     def __enter__(self) -> DemoStack:
         return self.start()

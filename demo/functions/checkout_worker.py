@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+from opentelemetry import trace
 
 import hoptrace
 
@@ -86,6 +87,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             payment = charge(order, attempt)
         except PaymentFailed as exc:
+            # On the record's span (current in the loop): the failure becomes an issue, with this stack.
+            trace.get_current_span().record_exception(exc)
             if attempt >= MAX_ATTEMPTS:
                 log.error("order %s: %s; attempt %d was the last, it goes to the dead-letter queue",
                           order["order_id"], exc, attempt)  # fmt: skip

@@ -3,6 +3,7 @@ everything checked through the query API (``/api/v1/map``, ``/api/v1/transaction
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -247,3 +248,24 @@ def test_a_label_search_returns_only_the_labelled_orders_transaction(demo_run: D
     for customer in PAID:
         found = demo_run.get("/api/v1/transactions", **{"label.order_id": demo_run.order_id(customer)})
         assert [t["id"] for t in found["transactions"]] == [_one_transaction(demo_run, customer)["id"]]
+
+
+def test_the_payment_gateways_failures_are_issues_posted_to_the_demos_slack_receiver(demo_run: DemoRun) -> None:
+    stack = demo_run.stack
+    assert stack.slack is not None
+    deadline = time.monotonic() + 60
+    while demo_run.get("/api/v1/issues/status")["queued_spans"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    issues = demo_run.get("/api/v1/issues")["issues"]
+    failing = [i for i in issues if "checkout-worker" in i["functions"]]
+    assert failing, [(i["kind"], i["title"], i["functions"]) for i in issues]
+    while demo_run.get("/api/v1/issues/status")["pending_notifications"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    # Every issue's first occurrence notifies: one Slack message each, linking back to the issue.
+    links = {f"{stack.collector_url}/issues/{i['id']}" for i in issues}
+    posted = [m for m in stack.slack.messages if any(link in m["text"] for link in links)]
+    assert len(posted) >= len(issues), [m["text"] for m in stack.slack.messages]
+    one = next(m for m in posted if f"/issues/{failing[0]['id']}" in m["text"])
+    assert one["blocks"][0]["type"] == "header" and failing[0]["title"][:40] in one["blocks"][0]["text"]["text"]
+    buttons = [e["url"] for b in one["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert f"{stack.collector_url}/issues/{failing[0]['id']}" in buttons
