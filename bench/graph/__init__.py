@@ -278,13 +278,15 @@ def _fill_rollups(path: Path) -> int:
     for spans in orders(50, START_NS, seed=9):
         for s in spans:
             sample.add_span(s)
-    hour = Rollups()  # what 60 such minutes merge to, as the store keeps it per hour
+    ten, hour = Rollups(), Rollups()  # what 10 and 60 such minutes merge to, as the store keeps them
+    for _ in range(10):
+        ten.merge(sample)
     for _ in range(60):
         hour.merge(sample)
     first = START_NS // MINUTE_NS
-    rows: dict[str, list[tuple[Any, ...]]] = {"": [], "_hourly": []}
+    rows: dict[str, list[tuple[Any, ...]]] = {"": [], "_10m": [], "_hourly": []}
     node_rows, edge_rows = [], []
-    for tier, step, source_rollups in (("", 1, sample), ("_hourly", 60, hour)):
+    for tier, step, source_rollups in (("", 1, sample), ("_10m", 10, ten), ("_hourly", 60, hour)):
         for minute in range(first, first + 25 * 60, step):
             for (_, node), r in source_rollups.nodes.items():
                 node_rows.append((tier, (1, minute, node, *to_row(r))))
@@ -309,8 +311,9 @@ def _map(store: sqlite_store.SqliteStore, path: Path, repeats: int) -> Section:
     rows = _fill_rollups(path)
     section = Section(
         "service map of a window (SQLite)",
-        f"{rows} minute rollup rows (and their hourly merges) over 25 h; map = merge of the window's rows "
-        "(whole hours from the hourly rows, ragged ends from the minutes) + networkx model + JSON, "
+        f"{rows} minute rollup rows (and their ten-minute and hourly merges) over 25 h; map = merge of the "
+        "window's rows (whole hours from the hourly rows, whole ten minutes from the ten-minute rows, ragged ends "
+        "from the minutes) + networkx model + JSON, "
         f"p95 of {repeats} runs, in ms.",
     )
     end = START_NS + 25 * 3600 * 10**9
@@ -436,8 +439,8 @@ def _big_store(path: Path, repeats: int) -> Section:
     section = Section(
         f"map and transaction fetch with {spans:,} spans stored (SQLite, {path.name})",
         f"a store filled by `hoptrace bench populate` ({spans:,} spans, {txns:,} transactions), opened read-only; "
-        f"map of the 1 h and 24 h windows ending at its last minute (merge of hourly + minute rollups, networkx "
-        f"model, JSON), p95 of {repeats}; transaction fetch (summary, hops, every span of every member trace) "
+        "map of the 1 h and 24 h windows ending at its last minute (merge of hourly, ten-minute and minute rollups, "
+        f"networkx model, JSON), p95 of {repeats}; transaction fetch (summary, hops, every span of every member trace) "
         "of 300 random transactions, p95.",
     )
     end_minute = int(last) + 1

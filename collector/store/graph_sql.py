@@ -430,14 +430,18 @@ class _GraphWrite:
     # -- rollups and summaries ------------------------------------------------------------------
 
     def _merge_rollups(self, rollups: Rollups) -> None:
-        """Add the batch's rollups to the stored minutes, and to their hours (see ``read_rollups``):
+        """Add the batch's rollups to the stored minutes, their ten minutes and their hours (see
+        ``read_rollups``):
         per table, one read of the rows these minutes already have and one upsert of them all."""
-        hourly = Rollups()
-        for (minute, node), rollup in rollups.nodes.items():
-            hourly.nodes.setdefault((minute // 60 * 60, node), Rollup()).merge(rollup)
-        for (minute, source, target, kind), rollup in rollups.edges.items():
-            hourly.edges.setdefault((minute // 60 * 60, source, target, kind), Rollup()).merge(rollup)
-        for tier, tiered in (("", rollups), ("_hourly", hourly)):
+        tiers = [("", rollups)]
+        for tier, size in TIERS:
+            merged = Rollups()
+            for (minute, node), rollup in rollups.nodes.items():
+                merged.nodes.setdefault((minute // size * size, node), Rollup()).merge(rollup)
+            for (minute, source, target, kind), rollup in rollups.edges.items():
+                merged.edges.setdefault((minute // size * size, source, target, kind), Rollup()).merge(rollup)
+            tiers.append((tier, merged))
+        for tier, tiered in tiers:
             self._upsert_all(f"node_rollups{tier}", ("node",), tiered.nodes)
             self._upsert_all(f"edge_rollups{tier}", ("source", "target", "kind"), tiered.edges)
 
@@ -526,6 +530,8 @@ _HOP_KEY_COLUMNS = ("project_id", "key", "side", "via", "trace_id", "span_id", "
 _TXN_SET = ", ".join(
     f"{c} = excluded.{c}" for c in ("start_ns", "end_ns", "duration_ns", "errors", "incomplete", "hops", "summary")
 )
+# Rollup tables beside the minutes: (table suffix, minutes per row), coarsest last.
+TIERS = (("_10m", 10), ("_hourly", 60))
 COUNTERS = "count, errors, throttles, ok, client_errors, faults"
 # Every value column of a rollup row, in ``to_row`` order (cold_starts, timeouts: migration 5).
 ROLLUP_COLUMNS = f"{COUNTERS}, latency, dwell, cold_starts, timeouts"
@@ -610,4 +616,18 @@ def backfill_hourly(sql: Sql) -> None:
             f"INSERT INTO {kind}_rollups_hourly ({columns}, {COUNTERS}, latency, dwell)"
             f" VALUES ({_marks(len(names) + 10)})",
             [(*key, *to_row(r)[:8]) for key, r in sorted(hours.items())],
+        )
+
+
+def backfill_ten_minutes(sql: Sql) -> None:
+    """Fill the ten-minute rollups from minute rows written before they existed (migration 13)."""
+    for kind, names in (("node", ("node",)), ("edge", ("source", "target", "kind"))):
+        tens: dict[tuple[Any, ...], Rollup] = {}
+        for row in sql.rows(f"SELECT project_id, minute, {', '.join(names)}, {ROLLUP_COLUMNS} FROM {kind}_rollups", []):
+            key = (row[0], int(row[1]) // 10 * 10, *row[2 : 2 + len(names)])
+            tens.setdefault(key, Rollup()).merge(from_row(row[2 + len(names) :]))
+        columns = ", ".join(("project_id", "minute", *names))
+        sql.run_many(
+            f"INSERT INTO {kind}_rollups_10m ({columns}, {ROLLUP_COLUMNS}) VALUES ({_marks(len(names) + 12)})",
+            [(*key, *to_row(r)) for key, r in sorted(tens.items())],
         )

@@ -48,13 +48,14 @@ from .graph_sql import (
     GRAPH_STEP_SPANS,
     apply_backlog,
     backfill_hourly,
+    backfill_ten_minutes,
     backlog_rows,
     backlog_size,
     prepare_backlog,
     requeue_backlog,
 )
 from .issues_sql import QUEUE_INSERT, queue_rows
-from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS
+from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS, TEN_MINUTE_ROLLUPS
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 T = TypeVar("T")
@@ -276,6 +277,8 @@ class PostgresStore:
                     conn.execute(statement.format(blob=BLOB, serial=SERIAL))
                 if version == HOURLY_ROLLUPS:
                     backfill_hourly(_Sql(conn))
+                if version == TEN_MINUTE_ROLLUPS:
+                    backfill_ten_minutes(_Sql(conn))
                 conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
         conn.execute(
             "INSERT INTO projects (name, created_ns) SELECT %s, %s WHERE NOT EXISTS (SELECT 1 FROM projects)",

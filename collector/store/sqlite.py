@@ -38,13 +38,14 @@ from .graph_sql import (
     GRAPH_STEP_SPANS,
     apply_backlog,
     backfill_hourly,
+    backfill_ten_minutes,
     backlog_rows,
     backlog_size,
     prepare_backlog,
     requeue_backlog,
 )
 from .issues_sql import QUEUE_INSERT, queue_rows
-from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS
+from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS, TEN_MINUTE_ROLLUPS
 
 logger = logging.getLogger("hoptrace.collector")
 
@@ -133,6 +134,8 @@ class SqliteStore:
                         conn.execute(statement.format(blob="BLOB", serial="INTEGER"))
                     if version == HOURLY_ROLLUPS:
                         backfill_hourly(_Sql(conn))
+                    if version == TEN_MINUTE_ROLLUPS:
+                        backfill_ten_minutes(_Sql(conn))
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
                     conn.execute("COMMIT")
                 except BaseException:

@@ -950,6 +950,7 @@ def test_migrating_to_hourly_rollups_fills_them_from_the_minutes(store: SpanStor
     # cold start and timeout columns of migration 5).
     statements = ["DROP TABLE node_rollups_hourly", "DROP TABLE edge_rollups_hourly",
                   "DELETE FROM schema_version WHERE version >= 4"]  # fmt: skip
+    statements += ["DROP TABLE node_rollups_10m", "DROP TABLE edge_rollups_10m"]  # migration 13
     statements += [
         f"ALTER TABLE {t}_rollups DROP COLUMN {c}" for t in ("node", "edge") for c in ("cold_starts", "timeouts")
     ]
@@ -973,6 +974,9 @@ def test_migrating_to_hourly_rollups_fills_them_from_the_minutes(store: SpanStor
         _, edges = upgraded.graph_window(project.id, hour, hour + 3 * 3600 * S)
         assert edges[("function:api", "queue:orders", "publish")].count == 6
         assert edges[("function:api", "queue:orders", "publish")].latency.count == 6
+        # Ragged ends: minutes 20 and 40 from the ten-minute rows (migration 13), 60-100 from the hour.
+        _, edges = upgraded.graph_window(project.id, hour + 5 * 60 * S, hour + 175 * 60 * S)
+        assert edges[("function:api", "queue:orders", "publish")].count == 5
     finally:
         upgraded.close()
 
