@@ -50,6 +50,13 @@ BASIS = 10_000  # shares are stored in basis points
 MEMORY, TIMEOUT_NEAR, COLD_STARTS, THROTTLES, RECORD_AGE, NEW_ERROR_TYPE = (
     "memory", "near_timeout", "cold_starts", "throttles", "record_age", "new_error_type")  # fmt: skip
 SUBTYPES = (MEMORY, TIMEOUT_NEAR, COLD_STARTS, THROTTLES, RECORD_AGE, NEW_ERROR_TYPE)
+# The span attributes ``fold`` (with naming.is_invocation and naming.health) reads: a span queued
+# only for its health decodes just these.
+SPAN_KEYS = frozenset({
+    "faas.trigger", "faas.coldstart", "faas.max_memory", "hoptrace.faas.init_ms", "hoptrace.faas.retry",
+    "hoptrace.faas.record_age_ms", "hoptrace.faas.peak_memory", "hoptrace.faas.deadline_ms",
+    "http.response.status_code", "hoptrace.throttled", "error.type",
+})  # fmt: skip
 SEQ_BASE = 1000  # a warning's occurrence on a span: seq SEQ_BASE + subtype index, apart from its errors
 
 

@@ -27,7 +27,7 @@ from .. import issues as grouping
 from ..issues import IGNORED, OPEN, RESOLVED, ExceptionEvent, Occurrence, Rule
 from ..otlp import SpanBatch
 from . import StoredSpan, health_sql
-from .graph_rows import attributes, graph_span, resource_attributes
+from .graph_rows import attributes, decoded_span, graph_span, resource_attributes
 from .graph_sql import CHUNK, ID_SIZE, Sql
 
 QUEUE_INSERT = "INSERT INTO issue_queue (project_id, spans) VALUES (?, ?)"
@@ -109,14 +109,16 @@ def prepare(sql: Sql, max_spans: int = STEP_SPANS, record_age_ms: float = health
 def _load(sql: Sql, project: int, packed: bytes) -> list[tuple[GraphSpan, list[Occurrence]]]:
     wanted = {(packed[i : i + 16], packed[i + 16 : i + ID_SIZE]) for i in range(0, len(packed), ID_SIZE)}
     resources: dict[bytes, dict[str, AttrValue]] = {}
-    out = []
-    for chunk in _chunks(sorted({t for t, _ in wanted})):
+    out: list[tuple[GraphSpan, list[Occurrence]]] = []
+    for pairs in _chunks(sorted(wanted)):  # by trace (the index) and span id: only the spans queued
+        traces, span_ids = sorted({t for t, _ in pairs}), sorted({s for _, s in pairs})
         for row in sql.rows(
             "SELECT s.trace_id, s.span_id, s.parent_span_id, s.service_name, s.name, s.kind, s.start_ns, s.end_ns,"
             " s.status, s.data, r.data, s.resource_key FROM spans s"
             " JOIN resources r ON r.project_id = s.project_id AND r.key = s.resource_key"
-            f" WHERE s.project_id = ? AND s.trace_id IN ({_marks(len(chunk))})",
-            [project, *chunk],
+            f" WHERE s.project_id = ? AND s.trace_id IN ({_marks(len(traces))})"
+            f" AND s.span_id IN ({_marks(len(span_ids))})",
+            [project, *traces, *span_ids],
         ):
             ids = (bytes(row[0]), bytes(row[1]))
             if ids not in wanted:
@@ -128,14 +130,25 @@ def _load(sql: Sql, project: int, packed: bytes) -> list[tuple[GraphSpan, list[O
             attrs = resources.get(key)
             if attrs is None:
                 attrs = resources[key] = resource_attributes(stored.resource)
+            if stored.status != 2 and b"exception" not in stored.data:
+                # An invocation that went well, queued for its health only: no error, and only
+                # the attributes its health reads decoded.
+                out.append((_health_view(stored, attrs), []))
+                continue
+            view = graph_span(stored, attrs)
             span = Span()
             span.ParseFromString(stored.data)
             events = [
                 ExceptionEvent(e.time_unix_nano, attributes(e.attributes)) for e in span.events if e.name == "exception"
             ]
-            view = graph_span(stored, attrs)
             out.append((view, grouping.occurrences(view, events, span.status.message)))
     return out
+
+
+def _health_view(stored: StoredSpan, resource: dict[str, AttrValue]) -> GraphSpan:
+    return decoded_span(stored.trace_id, stored.span_id, stored.parent_span_id, stored.service_name, stored.name,
+                        stored.kind, stored.start_ns, stored.end_ns, stored.status, stored.data, resource,
+                        health.SPAN_KEYS)  # fmt: skip
 
 
 @dataclass

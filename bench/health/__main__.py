@@ -1,0 +1,3 @@
+from bench.health import main
+
+main()
