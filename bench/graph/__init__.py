@@ -430,9 +430,16 @@ def _trace_rows(sql: _ReadOnly, trace_id: bytes) -> list[tuple[Any, ...]]:
 
 def _big_store(path: Path, repeats: int) -> Section:
     from hoptrace.collector.store.graph_reads import read_rollups, read_transaction
+    from hoptrace.collector.store.schema import LATEST
 
     sql = _ReadOnly(path)
     progress(f"graph: reading {path} (read-only)")
+    (version,) = sql.rows("SELECT max(version) FROM schema_version", [])[0]
+    if (version or 0) < LATEST:  # read-only: never migrated here, and older tables lack what is read
+        raise RuntimeError(
+            f"{path} has schema version {version}, this hoptrace reads {LATEST}: migrate a copy first "
+            f"(hoptrace serve --store sqlite:///COPY migrates it at start)"
+        )
     (spans,) = sql.rows("SELECT count(*) FROM spans WHERE project_id = 1", [])[0]
     (txns,) = sql.rows("SELECT count(*) FROM transactions WHERE project_id = 1", [])[0]
     (last,) = sql.rows("SELECT max(minute) FROM edge_rollups WHERE project_id = 1", [])[0]
