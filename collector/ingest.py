@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import Future
 from typing import Any
 
 import anyio
@@ -93,22 +94,27 @@ async def ingest(request: Request) -> Response:
         if declared.isdigit() and int(declared) > limits.max_body_bytes:
             raise _Refused(413, f"the body is larger than {limits.max_body_bytes} bytes; send smaller batches")
         _check_room(c.writer)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limits.max_body_bytes:
-                raise _Refused(413, f"the body is larger than {limits.max_body_bytes} bytes; send smaller batches")
-        _check_room(c.writer)  # again: the backlog may have filled while the body came in
-        # Rows are made here, on a worker thread, beside the writer's SQL (which runs without the
-        # GIL: see writer.py); a request with no spans needs no writer.
-        batch = await anyio.to_thread.run_sync(decode, bytes(body), encoding, content_type, limits)
-        del body
-        if batch.spans:
-            batch = await _commit(c.writer, project_id, batch)
+        with c.writer.body_in_flight(int(declared) if declared.isdigit() else 0) as ticket:
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limits.max_body_bytes:
+                    raise _Refused(413, f"the body is larger than {limits.max_body_bytes} bytes; send smaller batches")
+                ticket.grow(len(body) - ticket.size)  # a body longer than declared, or chunked
+            _check_room(c.writer)  # again: the backlog may have filled while the body came in
+            # Rows are made here, on a worker thread, beside the writer's SQL (which runs without
+            # the GIL: see writer.py); a request with no spans needs no writer.
+            batch = await anyio.to_thread.run_sync(decode, bytes(body), encoding, content_type, limits)
+            del body
+            future = _submit(c.writer, project_id, batch) if batch.spans else None
+        if future is not None:
+            batch = await _committed(future)
     except RequestError as exc:
         return await _refuse(request, exc.status, exc.message, wants_json)
     except _Refused as exc:
         return await _refuse(request, exc.status, exc.message, wants_json, exc.retry_after)
+    except Overloaded as exc:  # no room for the body (``body_in_flight``)
+        return await _refuse(request, 503, str(exc), wants_json, exc.retry_after_s)
     except ClientDisconnect:
         return Response(status_code=400)  # nobody is left to read an answer
     payload, media = response_body(batch, wants_json)
@@ -123,17 +129,21 @@ def _check_room(writer: SpanWriter) -> None:
         raise _Refused(503, str(exc), retry_after=exc.retry_after_s) from None
 
 
-async def _commit(writer: SpanWriter, project_id: int, batch: SpanBatch) -> SpanBatch:
-    """Hand the request to the single writer and wait for its commit; its rows (and rejections).
-
-    RequestError when the writer refused it whole; _Refused (503) when it cannot store it.
-    """
+def _submit(writer: SpanWriter, project_id: int, batch: SpanBatch) -> Future[SpanBatch]:
+    """Hand the rows to the single writer; _Refused (503) when it has no room or is stopping."""
     try:
-        future = writer.submit(project_id, batch)
+        return writer.submit(project_id, batch)
     except Overloaded as exc:
         raise _Refused(503, str(exc), retry_after=exc.retry_after_s) from None
     except ShuttingDown as exc:
         raise _Refused(503, f"{exc}; retry", retry_after=5) from None
+
+
+async def _committed(future: Future[SpanBatch]) -> SpanBatch:
+    """Wait for the writer's commit: the rows (and rejections) of the request.
+
+    RequestError when the writer refused it whole; _Refused (503) when it cannot store it.
+    """
     try:
         return await asyncio.wrap_future(future)
     except RequestError:

@@ -21,14 +21,29 @@ later request would wait forever and shutdown would drain nothing.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 
 from .otlp import Parsed, RequestError, SpanBatch
 from .store import SpanStore
 
 logger = logging.getLogger("hoptrace.collector")
+
+# Admission control. A request is refused at once (503 + Retry-After) rather than queued when the
+# backlog would take the writer longer than MAX_WAIT_S to commit, at the rate it has been
+# committing (exporters time out after ~10 s: a request answered later is resent anyway); small
+# backlogs (below MIN_TIMED_SPANS) are always taken, whatever the rate says.
+MAX_WAIT_S = 5.0
+MIN_TIMED_SPANS = 5000
+# Bodies being read and decoded are not in the backlog yet, but hold memory (several times their
+# size once parsed): past this many bytes of them, more requests are refused before being read.
+MAX_BODY_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+MAX_RETRY_AFTER_S = 30
 
 
 class Overloaded(Exception):
@@ -46,10 +61,21 @@ class ShuttingDown(Exception):
 class SpanWriter:
     """Owns all writes to the store; see the module docstring."""
 
-    def __init__(self, store: SpanStore, max_pending_spans: int = 100_000, max_group_spans: int = 20_000) -> None:
+    def __init__(
+        self,
+        store: SpanStore,
+        max_pending_spans: int = 100_000,
+        max_group_spans: int = 20_000,
+        max_wait_s: float = MAX_WAIT_S,
+        max_body_bytes_in_flight: int = MAX_BODY_BYTES_IN_FLIGHT,
+    ) -> None:
         self._store = store
         self._max_pending = max_pending_spans
         self._max_group = max_group_spans
+        self._max_wait_s = max_wait_s
+        self._max_in_flight = max_body_bytes_in_flight
+        self._in_flight = 0  # bytes of bodies admitted and not yet handed over (``body_in_flight``)
+        self._rate = 0.0  # spans per second of commit, a moving average; 0 before the first commit
         self._queue: deque[tuple[int, SpanBatch | Parsed, int, Future[SpanBatch]]] = deque()
         self._pending_spans = 0
         self._cond = threading.Condition()
@@ -62,12 +88,45 @@ class SpanWriter:
     def pending_spans(self) -> int:
         return self._pending_spans
 
+    @property
+    def body_bytes_in_flight(self) -> int:
+        return self._in_flight
+
     def check_room(self) -> None:
-        """Raise Overloaded when the backlog is already full: a request is then refused before its
-        body is decoded, which would be work thrown away (and CPU the writer needs)."""
+        """Raise Overloaded when the backlog is already full, or would take longer than
+        ``max_wait_s`` to commit: a request is then refused before its body is decoded, which
+        would be work thrown away (and CPU the writer needs), and before it waits."""
         pending = self._pending_spans
         if pending >= self._max_pending:
-            raise Overloaded(retry_after_s=1 + pending // max(1, self._max_group))
+            raise Overloaded(retry_after_s=self._retry_after(pending))
+        if pending >= MIN_TIMED_SPANS and self._rate > 0 and pending / self._rate > self._max_wait_s:
+            raise Overloaded(retry_after_s=self._retry_after(pending))
+
+    def _retry_after(self, pending: int) -> int:
+        """Seconds until the backlog is likely committed (at the recent rate), at least 1."""
+        if self._rate > 0:
+            return max(1, min(MAX_RETRY_AFTER_S, math.ceil(pending / self._rate)))
+        return 1 + pending // max(1, self._max_group)
+
+    @contextmanager
+    def body_in_flight(self, size: int) -> Iterator[_BodyTicket]:
+        """Count a request body being read and decoded against ``max_body_bytes_in_flight`` until
+        its batch is submitted (or refused); Overloaded when there is no room. ``size`` is what
+        the request declared (0 if nothing); the ticket's ``grow`` counts what arrives past it.
+        One body is always let in, however large, so that no request is refused for ever."""
+        ticket = _BodyTicket(self)
+        ticket.grow(size)
+        try:
+            yield ticket
+        finally:
+            with self._cond:
+                self._in_flight -= ticket.size
+
+    def _reserve(self, size: int) -> None:
+        with self._cond:
+            if self._in_flight and self._in_flight + size > self._max_in_flight:
+                raise Overloaded(retry_after_s=self._retry_after(self._pending_spans))
+            self._in_flight += size
 
     def submit(self, project_id: int, batch: SpanBatch | Parsed) -> Future[SpanBatch]:
         """Queue a batch (or a parsed request, normalised by the writer); the future completes
@@ -79,7 +138,7 @@ class SpanWriter:
             if self._closing:
                 raise ShuttingDown("the collector is shutting down")
             if self._pending_spans + n > self._max_pending and self._queue:
-                raise Overloaded(retry_after_s=1 + self._pending_spans // max(1, self._max_group))
+                raise Overloaded(retry_after_s=self._retry_after(self._pending_spans))
             self._queue.append((project_id, batch, n, future))
             self._pending_spans += n
             self._cond.notify()
@@ -125,7 +184,9 @@ class SpanWriter:
             error: BaseException | None = None
             if items:
                 try:
+                    started = time.monotonic()
                     self._store.write(items)
+                    self._observe(sum(len(b.spans) for _, b in items), time.monotonic() - started)
                     self.commits += 1
                 except BaseException as exc:
                     logger.exception("hoptrace: writing %d batch(es) failed", len(items))
@@ -140,6 +201,11 @@ class SpanWriter:
                 else:
                     future.set_exception(error)
 
+    def _observe(self, spans: int, seconds: float) -> None:
+        """Fold one commit into the moving average of the commit rate."""
+        rate = spans / max(seconds, 1e-6)
+        self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate
+
     def close(self, timeout_s: float = 30.0) -> bool:
         """Stop accepting work, commit everything already accepted; True if it all drained in time."""
         with self._cond:
@@ -147,3 +213,17 @@ class SpanWriter:
             self._cond.notify_all()
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
+
+
+class _BodyTicket:
+    """The bytes one request body holds of the writer's in-flight budget."""
+
+    def __init__(self, writer: SpanWriter) -> None:
+        self._writer = writer
+        self.size = 0
+
+    def grow(self, size: int) -> None:
+        """Count ``size`` more bytes; Overloaded (nothing counted) when they do not fit."""
+        if size > 0:
+            self._writer._reserve(size)
+            self.size += size

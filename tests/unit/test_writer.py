@@ -14,7 +14,7 @@ from hoptrace.collector.app import Collector
 from hoptrace.collector.config import CollectorConfig
 from hoptrace.collector.otlp import Limits, SpanBatch, decode
 from hoptrace.collector.store import Project
-from hoptrace.collector.writer import Overloaded, ShuttingDown, SpanWriter
+from hoptrace.collector.writer import MAX_RETRY_AFTER_S, MIN_TIMED_SPANS, Overloaded, ShuttingDown, SpanWriter
 from tests.otlp_build import request, span
 
 
@@ -106,6 +106,41 @@ def test_a_full_backlog_refuses_with_a_retry_delay(store: GatedStore) -> None:
         future.result(10)
     assert writer.pending_spans == 0
     writer.submit(1, batch(1)).result(10)  # room again
+
+
+def test_a_backlog_that_would_take_too_long_to_commit_is_refused_at_once(store: GatedStore) -> None:
+    writer = SpanWriter(store, max_wait_s=5.0)  # type: ignore[arg-type]
+    first = writer.submit(1, batch())
+    assert store.writing.wait(10)
+    time.sleep(0.2)  # the first commit takes at least this long: at most 5 spans/s so far
+    store.gate.set()
+    first.result(10)
+    store.gate.clear()
+    writer.check_room()  # nothing pending: room
+    writer.submit(1, batch(MIN_TIMED_SPANS))  # taken by the writer, which waits on the gate again
+    with pytest.raises(Overloaded) as refused:
+        writer.check_room()  # 5,000 spans at <= 5 spans/s: far more than 5 s of waiting
+    assert refused.value.retry_after_s == MAX_RETRY_AFTER_S
+    store.gate.set()
+    assert writer.close(10)
+
+
+def test_bodies_in_flight_count_against_their_budget_until_handed_over(store: GatedStore) -> None:
+    writer = SpanWriter(store, max_body_bytes_in_flight=100)  # type: ignore[arg-type]
+    with writer.body_in_flight(60) as first:
+        with pytest.raises(Overloaded), writer.body_in_flight(60):
+            pass
+        with writer.body_in_flight(30) as second:
+            with pytest.raises(Overloaded):
+                second.grow(20)  # a chunked body past the budget as it arrives
+            assert writer.body_bytes_in_flight == 90
+        assert first.size == 60 and writer.body_bytes_in_flight == 60
+    assert writer.body_bytes_in_flight == 0
+    with writer.body_in_flight(500):  # alone, a body larger than the budget is still let in
+        assert writer.body_bytes_in_flight == 500
+    assert writer.body_bytes_in_flight == 0
+    store.gate.set()
+    assert writer.close(10)
 
 
 def test_closing_commits_what_was_accepted_and_refuses_the_rest(store: GatedStore) -> None:
