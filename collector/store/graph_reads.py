@@ -142,7 +142,8 @@ def search_transactions(sql: Sql, project: int, q: TransactionQuery) -> list[Tra
 # label set while processing one record of a batch finds that record's order, not its batch mates.
 _OWN_TERM = (
     "SELECT m.transaction_id FROM span_terms s JOIN transaction_members m"
-    " ON m.project_id = s.project_id AND m.trace_id = s.trace_id WHERE s.project_id = ? AND s.value = ?"
+    " ON m.project_id = s.project_id AND m.trace_id = s.trace_id WHERE s.project_id = ?"
+    " AND s.day IN (SELECT day FROM term_days WHERE project_id = s.project_id) AND s.value = ?"
     " AND (NOT EXISTS (SELECT 1 FROM transaction_members o WHERE o.project_id = m.project_id"
     " AND o.trace_id = m.trace_id AND o.transaction_id <> m.transaction_id)"
     " OR NOT EXISTS (SELECT 1 FROM hops h WHERE h.project_id = s.project_id AND h.to_trace = s.trace_id"

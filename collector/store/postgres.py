@@ -56,6 +56,8 @@ from .graph_sql import (
 )
 from .issues_sql import QUEUE_INSERT, queue_rows
 from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS, TEN_MINUTE_ROLLUPS
+from .terms_sql import DAY_NS, PROJECT_DAYS, batch_days, for_backend, search_days, term_day
+from .terms_sql import retention as term_retention
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 T = TypeVar("T")
@@ -86,8 +88,11 @@ _COPY_SPANS = (
 )
 _SPAN_TYPES = ["int4", "bytea", "bytea", "bytea", "bytea", "text", "text", "int2", "int8", "int8", "int8", "int2",
                "bytea"]  # fmt: skip
-_COPY_TERMS = "COPY span_terms (project_id, value, key, trace_id, span_id, start_ns) FROM STDIN (FORMAT BINARY)"
-_TERM_TYPES = ["int4", "text", "text", "bytea", "bytea", "int8"]
+_COPY_TERMS = "COPY span_terms (project_id, day, value, key, start_ns, span_id, trace_id) FROM STDIN (FORMAT BINARY)"
+_TERM_TYPES = ["int4", "int4", "text", "text", "int8", "bytea", "bytea"]
+_INSERT_DAYS = (
+    "INSERT INTO term_days (project_id, day) SELECT * FROM unnest(%s::int4[], %s::int4[]) ON CONFLICT DO NOTHING"
+)
 _COPY_LINKS = (
     "COPY span_links (project_id, trace_id, span_id, linked_trace_id, linked_span_id, start_ns)"
     " FROM STDIN (FORMAT BINARY)"
@@ -125,7 +130,8 @@ class _Rows:
                 for s in batch.spans
             )  # fmt: skip
             self.terms.extend(
-                (project_id, _text(t.value), _text(t.key), t.trace_id, t.span_id, t.start_ns) for t in batch.terms
+                (project_id, t.start_ns // DAY_NS, _text(t.value), _text(t.key), t.start_ns, t.span_id, t.trace_id)
+                for t in batch.terms
             )
             if batch.links:
                 starts = {(s.trace_id, s.span_id): s.start_ns for s in batch.spans}
@@ -134,6 +140,8 @@ class _Rows:
                      starts.get((k.trace_id, k.span_id), 0))
                     for k in batch.links
                 )  # fmt: skip
+        days = batch_days([(row[0], row[1]) for row in self.terms])
+        self.days = ([d[0] for d in days], [d[1] for d in days])
         self.backlog = backlog_rows(items)
         self.issues = queue_rows(items)
         ordered = sorted(resources.items())  # one lock order for every replica: no deadlocks
@@ -274,7 +282,8 @@ class PostgresStore:
         for version in range(current + 1, LATEST + 1):
             with conn.transaction():
                 for statement in MIGRATIONS[version - 1]:
-                    conn.execute(statement.format(blob=BLOB, serial=SERIAL))
+                    if for_backend(statement, "postgresql"):
+                        conn.execute(statement.format(blob=BLOB, serial=SERIAL))
                 if version == HOURLY_ROLLUPS:
                     backfill_hourly(_Sql(conn))
                 if version == TEN_MINUTE_ROLLUPS:
@@ -312,6 +321,8 @@ class PostgresStore:
         with conn.cursor() as cur:
             if rows.resources[0]:
                 cur.execute(_INSERT_RESOURCES, rows.resources, prepare=True)
+            if rows.days[0]:
+                cur.execute(_INSERT_DAYS, rows.days, prepare=True)
             for statement, types, data in (
                 (_COPY_SPANS, _SPAN_TYPES, rows.spans),
                 (_COPY_TERMS, _TERM_TYPES, rows.terms),
@@ -335,9 +346,23 @@ class PostgresStore:
         return _dedupe([StoredSpan(*row) for row in rows])
 
     def search_spans(self, project_id: int, query: SpanQuery) -> list[StoredSpan]:
-        sql, args = _search_sql(project_id, query)
-        rows = self._read(lambda conn: conn.execute(sql, args, prepare=True, binary=True).fetchall())
-        return [StoredSpan(*row) for row in rows]
+        if not pages_by_term(query):
+            sql, args = _search_sql(project_id, query)
+            rows = self._read(lambda conn: conn.execute(sql, args, prepare=True, binary=True).fetchall())
+            return [StoredSpan(*row) for row in rows]
+
+        def by_day(conn: Connection) -> list[tuple[Any, ...]]:
+            """The page off the term index day by day, newest first, until it is full."""
+            known = conn.execute(PROJECT_DAYS.format(mark="%s"), (project_id,), prepare=True).fetchall()
+            out: list[tuple[Any, ...]] = []
+            for day in search_days([int(d) for (d,) in known], query.start_ns, query.end_ns, query.before):
+                sql, args = _search_by_term_sql(project_id, query, day, query.limit - len(out))
+                out += conn.execute(sql, args, prepare=True, binary=True).fetchall()
+                if len(out) >= query.limit:
+                    break
+            return out
+
+        return [StoredSpan(*row) for row in self._read(by_day)]
 
     def services(self, project_id: int, start_ns: int, end_ns: int) -> list[ServiceSummary]:
         # COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
@@ -364,7 +389,10 @@ class PostgresStore:
                     conn.execute(
                         "DELETE FROM span_links WHERE project_id = %s AND start_ns < %s", (project_id, cutoff_ns)
                     )
-                conn.execute("DELETE FROM span_terms WHERE start_ns < %s", (cutoff_ns,))
+                    day = term_day(cutoff_ns)
+                    term_args = [(project_id, day), (project_id, day, cutoff_ns), (project_id, day)]
+                    for statement, args in zip(term_retention("%s"), term_args):
+                        conn.execute(statement, args)
                 for statement in GRAPH_RETENTION:
                     conn.execute(statement, {"cutoff": cutoff_ns, "minute": cutoff_ns // MINUTE_NS})
                 requeue_backlog(_Sql(conn))
@@ -529,18 +557,17 @@ def _param(value: Any) -> Any:
 
 def _search_sql(project_id: int, query: SpanQuery) -> tuple[str, list[Any]]:
     """The search as SQL: term filters as joins on the term index, the rest on the span indexes."""
-    if pages_by_term(query):
-        return _search_by_term_sql(project_id, query)
     joins = ""
     args: list[Any] = []
     for i, (key, value) in enumerate(query.terms):
         # DISTINCT: a value held under two keys (any-key search) still matches the span once.
         joins += (
-            " JOIN (SELECT DISTINCT trace_id, span_id FROM span_terms WHERE project_id = %s AND value = %s"
+            " JOIN (SELECT DISTINCT trace_id, span_id FROM span_terms WHERE project_id = %s"
+            f" AND day IN ({PROJECT_DAYS.format(mark='%s')}) AND value = %s"
             + (" AND key = %s" if key is not None else "")
             + f") t{i} ON t{i}.trace_id = s.trace_id AND t{i}.span_id = s.span_id"
         )
-        args += [project_id, _text(value)] + ([_text(key)] if key is not None else [])
+        args += [project_id, project_id, _text(value)] + ([_text(key)] if key is not None else [])
     where = ["s.project_id = %s"]
     args.append(project_id)
     for column, op, bound in (
@@ -568,12 +595,12 @@ def _search_sql(project_id: int, query: SpanQuery) -> tuple[str, list[Any]]:
     return sql, args
 
 
-def _search_by_term_sql(project_id: int, query: SpanQuery) -> tuple[str, list[Any]]:
-    """One keyed term and at most a time window: the page comes off span_terms_by_value_start in
-    order and only its spans are fetched (``pages_by_term``)."""
+def _search_by_term_sql(project_id: int, query: SpanQuery, day: int, limit: int) -> tuple[str, list[Any]]:
+    """One keyed term and at most a time window, on one day: up to ``limit`` spans come off the
+    term index in order and only they are fetched (``pages_by_term``)."""
     ((key, value),) = query.terms
-    where = ["project_id = %s", "value = %s", "key = %s"]
-    args: list[Any] = [project_id, _text(value), _text(key or "")]
+    where = ["project_id = %s", "day = %s", "value = %s", "key = %s"]
+    args: list[Any] = [project_id, day, _text(value), _text(key or "")]
     if query.start_ns is not None:
         where.append("start_ns >= %s")
         args.append(query.start_ns)
@@ -590,7 +617,7 @@ def _search_by_term_sql(project_id: int, query: SpanQuery) -> tuple[str, list[An
         " JOIN spans s ON s.project_id = %s AND s.trace_id = t.trace_id AND s.span_id = t.span_id"
         f" AND s.start_ns = t.start_ns{_FROM_SPANS} ORDER BY s.start_ns DESC, s.span_id DESC LIMIT %s"
     )
-    args += [query.limit, project_id, query.limit]
+    args += [limit, project_id, limit]
     return sql, args
 
 

@@ -16,6 +16,7 @@ from .issues_schema import (
     RAISED_MIGRATION,
 )
 from .logs_sql import LOGS_MIGRATION, LOGS_RETENTION
+from .terms_sql import TERMS_MIGRATION
 
 # Per-minute (and per-hour) metrics of a map node or edge: counts, health shares and the
 # mergeable latency and dwell sketches (hoptrace.graph.sketch), keyed by project, time and id.
@@ -231,6 +232,8 @@ MIGRATIONS: list[list[str]] = [
         for table in ("node_rollups_10m", "edge_rollups_10m")
         for column in ("cold_starts", "timeouts")
     ],
+    # 14: the term index keyed by day (collector/store/terms_sql.py); some statements per backend.
+    TERMS_MIGRATION,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -46,6 +46,8 @@ from .graph_sql import (
 )
 from .issues_sql import QUEUE_INSERT, queue_rows
 from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS, TEN_MINUTE_ROLLUPS
+from .terms_sql import DAY_NS, PROJECT_DAYS, batch_days, for_backend, search_days, term_day
+from .terms_sql import retention as term_retention
 
 logger = logging.getLogger("hoptrace.collector")
 
@@ -131,7 +133,8 @@ class SqliteStore:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     for statement in MIGRATIONS[version - 1]:
-                        conn.execute(statement.format(blob="BLOB", serial="INTEGER"))
+                        if for_backend(statement, "sqlite"):
+                            conn.execute(statement.format(blob="BLOB", serial="INTEGER"))
                     if version == HOURLY_ROLLUPS:
                         backfill_hourly(_Sql(conn))
                     if version == TEN_MINUTE_ROLLUPS:
@@ -161,7 +164,7 @@ class SqliteStore:
                 spans += (project_id, s.trace_id, s.span_id, s.parent_span_id, s.resource_key, s.service_name,
                           s.name, s.kind, s.start_ns, s.end_ns, s.end_ns - s.start_ns, s.status, s.data)  # fmt: skip
             for t in batch.terms:
-                terms += (project_id, t.value, t.key, t.trace_id, t.span_id, t.start_ns)
+                terms += (project_id, t.start_ns // DAY_NS, t.value, t.key, t.start_ns, t.span_id, t.trace_id)
             if batch.links:
                 starts = {(s.trace_id, s.span_id): s.start_ns for s in batch.spans}
                 for k in batch.links:
@@ -173,7 +176,8 @@ class SqliteStore:
             try:
                 _insert_rows(conn, _INSERT_RESOURCES, 4, resources)
                 _insert_rows(conn, _INSERT_SPANS, 13, spans)
-                _insert_rows(conn, _INSERT_TERMS, 6, terms)
+                _insert_rows(conn, _INSERT_TERMS, 7, terms)
+                conn.executemany(_INSERT_DAYS, batch_days(list(zip(terms[::7], terms[1::7]))))
                 _insert_rows(conn, _INSERT_LINKS, 6, links)
                 conn.executemany(BACKLOG_INSERT, backlog_rows(items))  # queued for the graph, durably
                 conn.executemany(QUEUE_INSERT, queue_rows(items))  # error spans queued for issues
@@ -227,11 +231,12 @@ class SqliteStore:
         for i, (key, value) in enumerate(query.terms):
             # DISTINCT: a value held under two keys (any-key search) still matches the span once.
             joins += (
-                " JOIN (SELECT DISTINCT trace_id, span_id FROM span_terms WHERE project_id = ? AND value = ?"
+                " JOIN (SELECT DISTINCT trace_id, span_id FROM span_terms WHERE project_id = ?"
+                f" AND day IN ({PROJECT_DAYS.format(mark='?')}) AND value = ?"
                 + (" AND key = ?" if key is not None else "")
                 + f") t{i} ON t{i}.trace_id = s.trace_id AND t{i}.span_id = s.span_id"
             )
-            args += [project_id, value] + ([key] if key is not None else [])
+            args += [project_id, project_id, value] + ([key] if key is not None else [])
         args.append(project_id)
         for column, op, bound in (
             ("s.start_ns", ">=", query.start_ns),
@@ -258,31 +263,39 @@ class SqliteStore:
 
     def _search_by_term(self, project_id: int, query: SpanQuery) -> list[StoredSpan]:
         """One keyed term and nothing but a time window: the page is read off the term index in
-        order (span_terms_by_value_start), then its spans are fetched: a value that a third of all
-        spans hold costs no more than a rare one."""
+        order, day by day newest first until it is full, then its spans are fetched: a value that
+        a third of all spans hold costs no more than a rare one."""
         ((key, value),) = query.terms
-        where = ["project_id = ?", "value = ?", "key = ?"]
-        args: list[Any] = [project_id, value, key]
+        where = ["project_id = ?", "day = ?", "value = ?", "key = ?"]
         if query.start_ns is not None:
             where.append("start_ns >= ?")
-            args.append(query.start_ns)
         if query.end_ns is not None:
             where.append("start_ns < ?")
-            args.append(query.end_ns)
         if query.before is not None:
             where.append("start_ns <= ? AND (start_ns < ? OR span_id < ?)")  # bounds the index range
-            args += [query.before[0], query.before[0], query.before[1]]
         sql = (
             f"SELECT {_SPAN_COLUMNS}, r.data FROM"
-            f" (SELECT DISTINCT trace_id, span_id, start_ns FROM span_terms INDEXED BY span_terms_by_value_start"
+            f" (SELECT DISTINCT trace_id, span_id, start_ns FROM span_terms"
             f" WHERE {' AND '.join(where)} ORDER BY start_ns DESC, span_id DESC, trace_id DESC LIMIT ?) t"
             " JOIN spans s INDEXED BY spans_by_trace"
             " ON s.project_id = ? AND s.trace_id = t.trace_id AND s.span_id = t.span_id AND s.start_ns = t.start_ns"
             " JOIN resources r ON r.project_id = s.project_id AND r.key = s.resource_key"
             " ORDER BY s.start_ns DESC, s.span_id DESC LIMIT ?"
         )
-        args += [query.limit, project_id, query.limit]
-        return [StoredSpan(*row) for row in self._reader().execute(sql, args).fetchall()]
+        reader = self._reader()
+        known = [int(d) for (d,) in reader.execute(PROJECT_DAYS.format(mark="?"), (project_id,)).fetchall()]
+        out: list[StoredSpan] = []
+        for day in search_days(known, query.start_ns, query.end_ns, query.before):
+            args: list[Any] = [project_id, day, value, key]
+            args += [b for b in (query.start_ns, query.end_ns) if b is not None]
+            if query.before is not None:
+                args += [query.before[0], query.before[0], query.before[1]]
+            left = query.limit - len(out)
+            args += [left, project_id, left]
+            out += [StoredSpan(*row) for row in reader.execute(sql, args).fetchall()]
+            if len(out) >= query.limit:
+                break
+        return out
 
     def services(self, project_id: int, start_ns: int, end_ns: int) -> list[ServiceSummary]:
         rows = (
@@ -309,7 +322,9 @@ class SqliteStore:
                     conn.execute(
                         "DELETE FROM span_links WHERE project_id = ? AND start_ns < ?", (project_id, cutoff_ns)
                     )
-                conn.execute("DELETE FROM span_terms WHERE start_ns < ?", (cutoff_ns,))
+                    day = term_day(cutoff_ns)
+                    for statement, args in zip(term_retention("?"), _term_retention_args(project_id, day, cutoff_ns)):
+                        conn.execute(statement, args)
                 for statement in GRAPH_RETENTION:
                     named = statement.replace("%(cutoff)s", ":cutoff").replace("%(minute)s", ":minute")
                     conn.execute(named, {"cutoff": cutoff_ns, "minute": cutoff_ns // MINUTE_NS})
@@ -449,7 +464,13 @@ _INSERT_SPANS = (
     "INSERT INTO spans (project_id, trace_id, span_id, parent_span_id, resource_key, service_name, name, kind,"
     " start_ns, end_ns, duration_ns, status, data) VALUES "
 )
-_INSERT_TERMS = "INSERT INTO span_terms (project_id, value, key, trace_id, span_id, start_ns) VALUES "
+# A term stored already (a span sent twice) is skipped: ON CONFLICT covers the key only (OR IGNORE
+# would skip rows breaking NOT NULL too, and a bad row must fail the write).
+_INSERT_TERMS = (
+    "INSERT INTO span_terms (project_id, day, value, key, start_ns, span_id, trace_id)"
+    " VALUES {rows} ON CONFLICT DO NOTHING"
+)
+_INSERT_DAYS = "INSERT OR IGNORE INTO term_days (project_id, day) VALUES (?, ?)"
 _INSERT_LINKS = (
     "INSERT INTO span_links (project_id, trace_id, span_id, linked_trace_id, linked_span_id, start_ns) VALUES "
 )
@@ -476,7 +497,8 @@ def _insert_rows(conn: sqlite3.Connection, head: str, width: int, flat: list[Any
 @functools.lru_cache(maxsize=64)
 def _values(head: str, width: int, rows: int) -> str:
     row = "(" + ", ".join("?" * width) + ")"
-    return head + ", ".join([row] * rows)
+    values = ", ".join([row] * rows)
+    return head.replace("{rows}", values) if "{rows}" in head else head + values
 
 
 class _Checkpointer:
@@ -517,6 +539,11 @@ class _Checkpointer:
             thread = self._thread
         if thread is not None:
             thread.join(30)
+
+
+def _term_retention_args(project_id: int, day: int, cutoff_ns: int) -> list[tuple[int, ...]]:
+    """The parameters of ``terms_sql.retention``'s statements, in order."""
+    return [(project_id, day), (project_id, day, cutoff_ns), (project_id, day)]
 
 
 def _dedupe(spans: list[StoredSpan]) -> list[StoredSpan]:

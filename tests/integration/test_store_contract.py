@@ -955,9 +955,16 @@ def test_migrating_to_hourly_rollups_fills_them_from_the_minutes(store: SpanStor
         f"ALTER TABLE {t}_rollups DROP COLUMN {c}" for t in ("node", "edge") for c in ("cold_starts", "timeouts")
     ]
     statements.append("DROP INDEX transactions_by_duration")
-    # … nor the term index of migration 6.
-    statements += ["DROP INDEX span_terms_by_value_start",
-                   "CREATE INDEX span_terms_by_value ON span_terms (project_id, value, key)"]  # fmt: skip
+    # … nor the term index of migration 6, and its terms were in migration 1's table (12 keys them by day).
+    blob = "BLOB" if store_url.startswith("sqlite:") else "BYTEA"
+    statements += [
+        f"CREATE TABLE span_terms_v1 (project_id INTEGER NOT NULL, value TEXT NOT NULL, key TEXT NOT NULL,"
+        f" trace_id {blob} NOT NULL, span_id {blob} NOT NULL, start_ns BIGINT NOT NULL)",
+        "INSERT INTO span_terms_v1 SELECT project_id, value, key, trace_id, span_id, start_ns FROM span_terms",
+        "DROP TABLE span_terms", "DROP TABLE term_days", "ALTER TABLE span_terms_v1 RENAME TO span_terms",
+        "CREATE INDEX span_terms_by_value ON span_terms (project_id, value, key)",
+        "CREATE INDEX span_terms_by_start ON span_terms (start_ns)",
+    ]  # fmt: skip
     statements += [f"DROP TABLE {table}" for table in ISSUES_TABLES + HEALTH_TABLES]  # migrations 7 and 8
     statements.append("DROP TABLE logs")  # migration 11
     if store_url.startswith("sqlite:"):
@@ -977,6 +984,9 @@ def test_migrating_to_hourly_rollups_fills_them_from_the_minutes(store: SpanStor
         # Ragged ends: minutes 20 and 40 from the ten-minute rows (migration 13), 60-100 from the hour.
         _, edges = upgraded.graph_window(project.id, hour + 5 * 60 * S, hour + 175 * 60 * S)
         assert edges[("function:api", "queue:orders", "publish")].count == 5
+        found = upgraded.search_spans(project.id, SpanQuery(terms=(("message", "m-3"),)))
+        assert [s.start_ns for s in found] == [hour + 3 * 20 * 60 * S]
+        assert upgraded.search_spans(project.id, SpanQuery(terms=((None, "sqs:msg:m-4"),)))
     finally:
         upgraded.close()
 
