@@ -1,14 +1,15 @@
 """``python -m bench issues``: what errors and logs cost ingest, issue 9's performance item.
 
-Per backend (``--backends``), in one run, on fresh stores, in ABBA order:
+Per backend (``--backends``), in one run, on fresh stores, in ABCCBA order:
 
 - baseline: the realistic mix of ``hoptrace.collector.populate`` with no failed trace and no logs;
-- with issues: the same traces, every 20th failed (5 %: its API invocation answers 500 and carries
+- errors: the same traces, every 20th failed, no logs;
+- issues: the same traces, every 20th failed (5 %: its API invocation answers 500 and carries
   an ``exception`` event with a stack trace, one of three exception types per app, so they group
   into a dozen issues) and log records posted to ``/v1/logs`` beside the spans (a WARNING on every
   10th worker invocation, a WARNING and an ERROR on each failed one), tied to their spans.
 
-Both run ``hoptrace serve`` with the same set-up: one notification rule (``threshold`` 1,
+All run ``hoptrace serve`` with the same set-up: one notification rule (``threshold`` 1,
 ``interval`` 100, hour buckets) to a webhook channel whose receiver is a local HTTP server of
 the run. ``--clients`` closed-loop keep-alive clients post the bodies; a span counts once its
 request got 200 (committed). Figures: spans/s acknowledged, and spans/s until the graph pass,
@@ -120,30 +121,29 @@ class Item:
     logs: int = 0
 
 
-def make_items(spans: int, seed: int, with_issues: bool, traces_per_request: int = 37) -> list[Item]:
-    """The bodies of one variant; the same traces (ids, times) either way."""
+def make_items(spans: int, seed: int, errors: bool, logs: bool, traces_per_request: int = 37) -> list[Item]:
+    """The bodies of one variant; the same traces (ids, times) whichever."""
     from hoptrace.collector.populate import SpanMix, _field, _resource
 
     base = SpanMix.for_spans(spans, seed=seed, days=0.02)
-    mix = SpanMix(base.seed, base.traces, base.start_ns, base.end_ns, failed_every=ERROR_EVERY if with_issues else 0)
+    mix = SpanMix(base.seed, base.traces, base.start_ns, base.end_ns, failed_every=ERROR_EVERY if errors else 0)
     items = []
     for first in range(0, mix.traces, traces_per_request):
         stop = min(mix.traces, first + traces_per_request)
         body, count = next(mix.requests(first, stop, 10**9))
-        logs: dict[str, list[bytes]] = {}
-        if with_issues:
-            failed = [i for i in range(first, stop) if mix.failed(i)]
-            if failed:
-                body = _add_exceptions(mix, first, stop, failed)
-            for i in range(first, stop):
-                for service, record in _log_records(mix, i):
-                    logs.setdefault(service, []).append(record)
+        by_service: dict[str, list[bytes]] = {}
+        failed = [i for i in range(first, stop) if mix.failed(i)]
+        if failed:
+            body = _add_exceptions(mix, first, stop, failed)
+        for i in range(first, stop) if logs else ():
+            for service, record in _log_records(mix, i):
+                by_service.setdefault(service, []).append(record)
         scope = _field(1, _field(1, b"shop"))
         logs_body = b"".join(
             _field(1, _resource(service) + _field(2, scope + b"".join(_field(2, r) for r in records)))
-            for service, records in logs.items()
+            for service, records in by_service.items()
         )
-        items.append(Item(body, count, logs_body, sum(len(r) for r in logs.values())))
+        items.append(Item(body, count, logs_body, sum(len(r) for r in by_service.values())))
     return items
 
 
@@ -338,35 +338,38 @@ def run(args: argparse.Namespace) -> Report:
     )
     budget = Budget(3600.0)
     seed = secrets.randbits(31)
-    plain = make_items(spans, seed, with_issues=False)
-    errors = make_items(spans, seed, with_issues=True)
+    variants = {
+        "baseline": make_items(spans, seed, errors=False, logs=False),
+        "errors": make_items(spans, seed, errors=True, logs=False),
+        "issues": make_items(spans, seed, errors=True, logs=True),
+    }
     for backend in backends:
         if budget.expired():
             report.warnings.append(f"FAILED issues {backend}: out of time")
             continue
         try:
-            runs = _backend(backend, plain, errors, clients, rounds)
+            runs = _backend(backend, variants, clients, rounds)
         except RuntimeError as exc:
             report.warnings.append(f"FAILED issues {backend}: {exc}")
             continue
-        report.sections.append(_section(backend, runs, spans, errors))
+        report.sections.append(_section(backend, runs, spans, variants["issues"]))
     return report
 
 
-def _backend(backend: str, plain: list[Item], errors: list[Item], clients: int, rounds: int) -> dict[str, list[Run]]:
-    runs: dict[str, list[Run]] = {"baseline": [], "issues": []}
-    order = ["baseline", "issues", "issues", "baseline"] * rounds
+def _backend(backend: str, variants: dict[str, list[Item]], clients: int, rounds: int) -> dict[str, list[Run]]:
+    runs: dict[str, list[Run]] = {name: [] for name in variants}
+    order = [*variants, *reversed(variants)] * rounds  # ABCCBA: a drifting load weighs on each alike
     with receiver() as (hook, calls), _stores(backend) as fresh:
         for n, variant in enumerate(order):
             progress(f"issues {backend}: run {n + 1}/{len(order)}, {variant}")
-            items = plain if variant == "baseline" else errors
-            done = one_run(fresh(f"{variant}{n}"), f"{backend}-{variant}{n}", items, clients, hook, calls)
+            done = one_run(fresh(f"{variant}{n}"), f"{backend}-{variant}{n}", variants[variant], clients, hook, calls)
             if done.errors:
                 raise RuntimeError(f"{done.errors} requests failed ({done.first_error})")
             runs[variant].append(done)
             progress(
                 f"issues {backend}: {variant}: {done.rate:,.0f} spans/s acknowledged, "
-                f"{done.rate_caught_up:,.0f} until caught up; {done.issues} issues, {done.notified} notified"
+                f"{done.rate_caught_up:,.0f} until caught up, {done.cpu_all_s / done.spans * 1e6:.0f} µs CPU per "
+                f"span; {done.issues} issues, {done.notified} notified (load {done.load[0]} → {done.load[1]})"
             )
     return runs
 
@@ -386,62 +389,49 @@ def _stores(backend: str) -> Iterator[Any]:
         yield lambda name: database(server, name, fresh=True)
 
 
-def _section(backend: str, runs: dict[str, list[Run]], spans: int, errors: list[Item]) -> Section:
+VARIANTS = {
+    "errors": "5 % failed traces (exception events, issues, a rule), no logs",
+    "issues": "5 % failed traces and their logs",
+}
+
+
+def _section(backend: str, runs: dict[str, list[Run]], spans: int, with_logs: list[Item]) -> Section:
     name = NAMES.get(backend, backend)
-    base, with_issues = runs["baseline"], runs["issues"]
+    base = runs["baseline"]
     med = lambda rs, f: median([f(r) for r in rs])  # noqa: E731
-    logs_posted = sum(i.logs for i in errors)
+    logs_posted = sum(i.logs for i in with_logs)
     s = Section(
         f"errors, logs and notifications on ingest — {name}",
         f"~{spans:,} spans of the realistic mix per run posted by closed-loop clients to `hoptrace serve` "
-        f"(fresh store each run, ABBA order, medians of {len(base)} + {len(with_issues)} runs). Baseline: no "
-        f"failed trace, no logs. With issues: 5 % of traces failed with an exception event (issue grouping), "
-        f"{logs_posted:,} log records to /v1/logs, health rollups, and one rule notifying a local webhook receiver.",
+        f"(fresh store each run, ABCCBA order, medians of {len(base)} runs per variant). Baseline: no failed "
+        "trace, no logs. Then 5 % of traces failed with an exception event (issue grouping, occurrences, one rule "
+        f"notifying a local webhook receiver), and the same with {logs_posted:,} log records to /v1/logs beside "
+        "the spans. Health rollups run in every variant.",
     )
-    ack_base, ack = med(base, lambda r: r.rate), med(with_issues, lambda r: r.rate)
-    all_base, all_ = med(base, lambda r: r.rate_caught_up), med(with_issues, lambda r: r.rate_caught_up)
-    s.rows.append(
-        Row(
-            f"ingest {name}, acknowledged",
-            "spans/s",
-            "same mix, no errors, no logs",
-            ack_base,
-            ack,
-            goal="≥ 0.9× baseline",
-            met=ack >= 0.9 * ack_base,
-        )
+    rates = (
+        ("acknowledged", "spans/s", lambda r: r.rate, True),
+        ("until graph, issues and notifications caught up", "spans/s", lambda r: r.rate_caught_up, True),
+        ("collector CPU per span, everything derived", "µs", lambda r: r.cpu_all_s / r.spans * 1e6, False),
     )
-    s.rows.append(
-        Row(
-            f"ingest {name}, until graph, issues and notifications caught up",
-            "spans/s",
-            "same mix, no errors, no logs",
-            all_base,
-            all_,
-            goal="≥ 0.9× baseline",
-            met=all_ >= 0.9 * all_base,
-        )
-    )
-    s.rows.append(
-        Row(
-            f"collector CPU per span, {name}, everything derived",
-            "µs",
-            "same mix, no errors, no logs",
-            med(base, lambda r: r.cpu_all_s / r.spans * 1e6),
-            med(with_issues, lambda r: r.cpu_all_s / r.spans * 1e6),
-        )
-    )
-    last = with_issues[-1]
+    for variant, label in VARIANTS.items():
+        for what, unit, figure, goal in rates:
+            b, v = med(base, figure), med(runs[variant], figure)
+            s.rows.append(
+                Row(f"{name}, {label}: {what}", unit, "same mix, no errors, no logs", b, v,
+                    goal="≥ 0.9× baseline" if goal else "", met=(v >= 0.9 * b) if goal else None)
+            )  # fmt: skip
+    last = runs["issues"][-1]
     s.notes.append(
-        f"with issues: {last.issues} issues grouped, {last.notified} notifications delivered to the receiver, "
+        f"with logs: {last.issues} issues grouped, {last.notified} notifications delivered to the receiver, "
         f"{last.logs_stored:,} of {logs_posted:,} log records stored"
         + ("" if last.logs_stored == logs_posted else " (**MISSING LOG RECORDS**)")
     )
-    for label, rs in (("baseline", base), ("with issues", with_issues)):
+    for variant, rs in runs.items():
         s.notes.append(
-            f"{label} runs: "
+            f"{variant} runs: "
             + "; ".join(
-                f"{r.rate:,.0f} spans/s acked, {r.rate_caught_up:,.0f} until caught up (load {r.load[0]} → {r.load[1]})"
+                f"{r.rate:,.0f} spans/s acked, {r.rate_caught_up:,.0f} until caught up, "
+                f"{r.cpu_all_s / r.spans * 1e6:.0f} µs/span (load {r.load[0]} → {r.load[1]})"
                 for r in rs
             )
         )
