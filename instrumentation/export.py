@@ -235,7 +235,7 @@ class InvocationSpanProcessor:
             from .spans import settle
 
             settle(spans)  # what the spans left to describe at export (Span._deferred)
-            if self._redact is not None:
+            if self._redact is not None and _has_errors(spans):
                 from .payload import redact_errors
 
                 redact_errors(spans, self._redact)
@@ -248,6 +248,11 @@ class InvocationSpanProcessor:
     def shutdown(self) -> None:
         self.flush_within(1.0)
         self._worker.shutdown()
+
+
+def _has_errors(spans: Sequence[Any]) -> bool:
+    """Whether any span has an error status message or an event (the cheap test before redacting)."""
+    return any(getattr(span.status, "description", None) or span.events for span in spans)
 
 
 def otel_exporter(endpoint: str | None, headers: Any, timeout_s: float) -> SpanExporter:

@@ -17,11 +17,9 @@ counted (``hoptrace.stats()["logs_dropped"]``). Nothing here ever raises into th
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -29,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from .guard import count, swallowed
-from .otlp import _any_value, _attributes, _bytes_field, _pack_fixed32, _pack_fixed64, _scope, _string_field, _varint
-from .payload import REDACTED, cap_text, mask_text, render
+
+# ``payload`` (redaction) and ``otlp`` (encoding) are imported on first use: a function that logs
+# nothing at WARNING pays neither at its cold start.
 
 if TYPE_CHECKING:  # pragma: no cover
     import re
@@ -200,11 +199,18 @@ class LogCapture(logging.Handler):
             attributes["hoptrace.log.dropped_fields"] = len(fields) - MAX_FIELDS
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
+            import traceback
+
             module, name = type(error).__module__, type(error).__qualname__
             attributes["exception.type"] = f"{module}.{name}" if module and module != "builtins" else name
             attributes["exception.message"] = self._text(str(error))
             attributes["exception.stacktrace"] = self._text("".join(traceback.format_exception(*record.exc_info)))
-        body = message if isinstance(message, str) else render(message, max_bytes=self.max_bytes, redact=self.redact)
+        if isinstance(message, str):
+            body = message
+        else:
+            from .payload import render
+
+            body = render(message, max_bytes=self.max_bytes, redact=self.redact)
         return LogRecordData(
             int(record.created * 1e9),
             level.upper(),
@@ -212,13 +218,17 @@ class LogCapture(logging.Handler):
             attributes,
             ctx.trace_id,
             ctx.span_id,
-            getattr(span, "resource", None),
+            getattr(span, "resource", None) or _provider_resource(),
         )
 
     def _text(self, text: str) -> str:
+        from .payload import cap_text, mask_text
+
         return cap_text(mask_text(text, self.redact), self.max_bytes)
 
     def _field(self, key: str, value: Any) -> Any:
+        from .payload import REDACTED, render
+
         if self.redact.search(key):
             return REDACTED
         if isinstance(value, str):
@@ -234,6 +244,8 @@ class LogCapture(logging.Handler):
         text = record.getMessage() if formatter is None else formatter.format(record)
         if not text.startswith("{"):
             return None
+        import json
+
         try:
             parsed = json.loads(text)
         except ValueError:
@@ -259,6 +271,14 @@ class LogCapture(logging.Handler):
         if len(self._formatters) < 1024:
             self._formatters[name] = found
         return found
+
+
+def _provider_resource() -> Any:
+    """The process's resource, for a record whose current span has none (a remote parent's)."""
+    from .setup import state
+
+    st = state()
+    return getattr(st.provider, "resource", None) if st is not None else None
 
 
 def _invocation_span() -> Any:
@@ -295,6 +315,8 @@ def uninstall() -> None:
 
 def encode_record(record: LogRecordData) -> bytearray:
     """One ``LogRecord``."""
+    from .otlp import _any_value, _attributes, _bytes_field, _pack_fixed32, _pack_fixed64, _string_field, _varint
+
     out = bytearray()
     out.append(0x09)  # 1 time_unix_nano
     out += _pack_fixed64(record.time_ns)
@@ -320,6 +342,8 @@ class _Scope:
 
 def encode_logs_request(records: Iterable[LogRecordData]) -> bytes:
     """An ``ExportLogsServiceRequest``: records grouped by resource, under one scope."""
+    from .otlp import _attributes, _bytes_field, _scope
+
     grouped: dict[int, tuple[Any, list[bytearray]]] = {}
     for record in records:
         grouped.setdefault(id(record.resource), (record.resource, []))[1].append(encode_record(record))

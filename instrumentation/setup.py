@@ -110,7 +110,11 @@ def init(config: Config | None = None, exporter: SpanExporter | None = None, **o
                 else default_exporter_factory(cfg.endpoint, cfg.headers, export_timeout)
             )
             processor = InvocationSpanProcessor(
-                ExportWorker(factory), cfg.max_spans_per_invocation, _capture_logs(cfg), cfg.redact_pattern()
+                ExportWorker(factory),
+                cfg.max_spans_per_invocation,
+                # A span exporter of the user's cannot take logs: then none are captured.
+                _capture_logs(cfg) if exporter is None else None,
+                cfg.redact_pattern(),
             )
             provider = _lambda_provider(cfg, processor)
         else:

@@ -242,3 +242,18 @@ def test_powertools_json_lines_give_level_message_and_fields(lambda_env: None) -
         fields = attrs(record)
         assert fields["order_id"] == "o-42" and fields["attempt"] == 3 and fields["service"] == "payments"
         assert fields["password"] == "[REDACTED]"
+
+
+def test_a_span_exporter_of_the_users_means_no_capture(lambda_env: None) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hoptrace.instrumentation import logs
+
+    hoptrace.init(exporter=InMemorySpanExporter())
+    assert not any(isinstance(h, logs.LogCapture) for h in logging.getLogger().handlers)
+    setup.shutdown()
+    with OtlpSink() as sink:
+        hoptrace.init(endpoint=sink.endpoint)
+        assert sum(isinstance(h, logs.LogCapture) for h in logging.getLogger().handlers) == 1
+        setup.shutdown()
+        assert not any(isinstance(h, logs.LogCapture) for h in logging.getLogger().handlers)
