@@ -3,6 +3,9 @@ under its span, coloured by severity, as inert text."""
 
 from __future__ import annotations
 
+import time
+
+import httpx
 from playwright.sync_api import Page, expect
 
 from tests.ui.conftest import Shop, screenshot
@@ -41,3 +44,25 @@ def test_a_transaction_without_logs_shows_none(shop_page: Page, shop: Shop) -> N
     shop_page.goto(f"{shop.url}/transactions/{shop.ok.trace_id.hex()}")
     expect(shop_page.get_by_test_id("timeline-row")).to_have_count(5)
     expect(shop_page.get_by_test_id("log-line")).to_have_count(0)
+
+
+def test_an_issue_occurrence_shows_the_logs_of_its_trace(shop_page: Page, shop: Shop) -> None:
+    headers = {"Authorization": f"Bearer {shop.read_token}"}
+    deadline = time.monotonic() + 30
+    while True:
+        issues = httpx.get(f"{shop.url}/api/v1/issues", headers=headers, params={"kind": "exception"}).json()["issues"]
+        declined = [i for i in issues if "PaymentDeclined" in i["title"]]
+        if declined or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert declined, issues
+    shop_page.goto(f"{shop.url}/issues/{declined[0]['id']}")
+    occurrence = shop_page.get_by_test_id("occurrence").first
+    logs = occurrence.get_by_test_id("occurrence-logs")
+    expect(logs).to_contain_text(f"Logs of its trace ({len(FAILED_ORDER_LOGS)})")
+    logs.locator("summary").click()
+    lines = logs.get_by_test_id("log-line")
+    expect(lines).to_have_count(len(FAILED_ORDER_LOGS))
+    expect(lines.nth(1)).to_contain_text("payment gateway refused the order for good")
+    assert lines.nth(1).get_attribute("data-severity") == "error"
+    screenshot(shop_page, "issue-occurrence-logs")

@@ -87,19 +87,29 @@ export function severityClass(log: LogRecord): string {
   return log.severity_number >= 17 ? "error" : log.severity_number >= 13 ? "warn" : "info";
 }
 
-/** The log lines under one span, indented like its children, with their time from the span's start. */
+/** Log lines, severity coloured; with ``start`` each says how long after it it was logged, else its clock time. */
+export function LogLines(props: { logs: LogRecord[]; start?: bigint; indent?: number }) {
+  const { start } = props;
+  return (
+    <ul class="log-lines" style={{ paddingLeft: `${props.indent ?? 0}px` }}>
+      {props.logs.map((log, i) => (
+        <li class={`tl-log sev-${severityClass(log)}`} data-testid="log-line" data-severity={severityClass(log)} key={i}>
+          <span class="log-sev">{log.severity_text || "LOG"}</span>
+          <span class="log-at">
+            {start !== undefined ? `+${ms(Number(BigInt(log.time_unix_nano) - start) / 1e6)}` : log.time.slice(11, 23)}
+          </span>
+          <span class="log-body">{log.body}</span>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+/** The log lines under one span, indented like its children. */
 function SpanLogs(props: { logs: LogRecord[]; start: bigint; depth: number }) {
   return (
     <li class="tl-logs" data-testid="span-logs">
-      <ul style={{ paddingLeft: `${props.depth * 14 + 20}px` }}>
-        {props.logs.map((log, i) => (
-          <li class={`tl-log sev-${severityClass(log)}`} data-testid="log-line" data-severity={severityClass(log)} key={i}>
-            <span class="log-sev">{log.severity_text || "LOG"}</span>
-            <span class="log-at">+{ms(Number(BigInt(log.time_unix_nano) - props.start) / 1e6)}</span>
-            <span class="log-body">{log.body}</span>
-          </li>
-        ))}
-      </ul>
+      <LogLines logs={props.logs} start={props.start} indent={props.depth * 14 + 20} />
     </li>
   );
 }

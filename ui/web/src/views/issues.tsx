@@ -9,7 +9,9 @@ import { FilterForm } from "../filters";
 import { when } from "../format";
 import { useApi } from "../hooks";
 import { carryRange, type Location } from "../router";
+import { LogLines } from "../timeline";
 import type { Window } from "../timerange";
+import type { LogRecord } from "../types";
 
 export interface Issue {
   id: number;
@@ -35,6 +37,7 @@ interface Occurrence {
   message: string | null;
   stacktrace: string | null;
   transaction_ids: string[];
+  logs?: LogRecord[];
 }
 
 interface Notification {
@@ -276,6 +279,12 @@ function Occurrences(props: { location: Location; occurrences: Occurrence[] }) {
             <pre class="stacktrace" data-testid="stacktrace">
               {o.stacktrace}
             </pre>
+          ) : null}
+          {o.logs?.length ? (
+            <details class="occ-logs" data-testid="occurrence-logs">
+              <summary>Logs of its trace ({o.logs.length})</summary>
+              <LogLines logs={o.logs} />
+            </details>
           ) : null}
         </li>
       ))}
