@@ -29,7 +29,9 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from bench.measure import Budget, median, progress
@@ -343,6 +345,7 @@ def run(args: argparse.Namespace) -> Report:
         "errors": make_items(spans, seed, errors=True, logs=False),
         "issues": make_items(spans, seed, errors=True, logs=True),
     }
+    report.sections.append(_in_process(variants, rounds))
     for backend in backends:
         if budget.expired():
             report.warnings.append(f"FAILED issues {backend}: out of time")
@@ -387,6 +390,72 @@ def _stores(backend: str) -> Iterator[Any]:
 
     with postgres_server() as server:
         yield lambda name: database(server, name, fresh=True)
+
+
+def _cpu_per_span(items: list[Item], path: Path) -> dict[str, float]:
+    """CPU µs per span of each step the collector takes, in this process on a fresh SQLite store."""
+    from hoptrace.collector.logs import _decode
+    from hoptrace.collector.notify import IssuePass
+    from hoptrace.collector.otlp import Limits, decode
+    from hoptrace.collector.store import open_store
+    from hoptrace.collector.store.logs_sql import insert_logs
+
+    for f in path.parent.glob(path.name + "*"):
+        f.unlink()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        store.migrate()
+        store.graph_pass_external()  # derived below, step by step, in this thread
+        limits = Limits()
+        cpu = dict.fromkeys(("spans", "logs", "graph", "issues"), 0.0)
+        t = time.process_time()
+        for item in items:
+            store.write([(1, decode(item.spans_body, None, PROTOBUF["Content-Type"], limits))])
+        cpu["spans"] = time.process_time() - t
+        t = time.process_time()
+        for item in items:
+            if item.logs_body:
+                rows = _decode(item.logs_body, "identity", PROTOBUF["Content-Type"], limits).rows
+                store.run_write(partial(insert_logs, project_id=1, rows=rows))
+        cpu["logs"] = time.process_time() - t
+        t = time.process_time()
+        store.graph_sync()
+        cpu["graph"] = time.process_time() - t
+        t = time.process_time()
+        issues = IssuePass(store)
+        while issues.step():
+            pass
+        cpu["issues"] = time.process_time() - t
+    finally:
+        store.close()
+    spans = sum(i.spans for i in items)
+    return {k: v / spans * 1e6 for k, v in cpu.items()}
+
+
+def _in_process(variants: dict[str, list[Item]], rounds: int) -> Section:
+    """The same work without HTTP, threads or other processes: CPU time, which a loaded machine
+    inflates far less than the throughput of a run."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for n, variant in enumerate([*variants, *reversed(variants)] * rounds):
+        progress(f"issues in-process: {variant} ({n + 1}/{len(variants) * 2 * rounds})")
+        samples[variant].append(_cpu_per_span(variants[variant], WORK / "in-process.db"))
+    total = {name: median([sum(s.values()) for s in runs]) for name, runs in samples.items()}
+    s = Section(
+        "errors and logs, in-process CPU per span — SQLite",
+        "The bodies of each variant decoded and written through the store (spans; then the log records), the "
+        "graph derived and the issue pass run to the end, in one process, CPU time (ABCCBA, medians).",
+    )
+    for variant, label in VARIANTS.items():
+        s.rows.append(Row(f"{label}: write, logs, graph and issues", "µs", "same mix, no errors, no logs",
+                          total["baseline"], total[variant], goal="≤ 1.1× baseline",
+                          met=total[variant] <= 1.1 * total["baseline"]))  # fmt: skip
+    for variant, runs in samples.items():
+        steps = {k: median([r[k] for r in runs]) for k in runs[0]}
+        s.notes.append(f"{variant}: " + ", ".join(f"{k} {v:.1f} µs" for k, v in steps.items()))
+    s.notes.append(f"load average (1 min) after: {os.getloadavg()[0]:.2f}")
+    s.raw = samples
+    return s
 
 
 VARIANTS = {
