@@ -8,12 +8,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect
 
 from tests.collector_server import CollectorProcess
 from tests.integration.test_health_figures import MIB, invocation, request
+from tests.integration.test_issues_notify import wait_for
 from tests.integration.test_top import WEEK, calls
+from tests.notify_receiver import Receiver
 from tests.ui.conftest import _context, _require_built_ui, screenshot
 from tests.ui.errors import S, minute_start, send, wait_until_counted
 from tests.ui.errors import invocation as http_invocation
@@ -112,3 +115,26 @@ def test_the_issues_list_draws_sparklines_without_a_request_per_issue(page: Page
     assert sum(int(v) for v in (spark.get_attribute("data-values") or "").split(",")) == 2
     assert asked and all(re.search(r"/api/v1/issues\?", url) for url in asked), asked  # no /issues/{id}
     assert all("spark=24" in url for url in asked)
+
+
+def test_the_weekly_digest_is_set_and_sent_from_the_rules_page(page: Page, collector: str) -> None:
+    with Receiver() as receiver, httpx.Client(base_url=collector, timeout=30) as api:
+        slack = api.post("/api/v1/channels", json={"name": "team slack", "type": "slack", "url": f"{receiver.url}/s"})
+        assert slack.status_code == 201, slack.text
+        page.goto(f"{collector}/rules")
+        panel = page.get_by_test_id("digest")
+        expect(panel.get_by_test_id("digest-state")).to_contain_text("Not set")
+        panel.get_by_label("Channel").select_option(label="team slack (slack)")
+        panel.get_by_label("Weekday (UTC)").select_option(label="Friday")
+        panel.get_by_label("Hour (UTC)").fill("17")
+        panel.get_by_role("button", name="Save digest").click()
+        expect(panel.get_by_test_id("digest-state")).to_contain_text("Every Friday at 17:00 UTC")
+        saved = api.get("/api/v1/digest").json()
+        assert (saved["weekday"], saved["hour"], saved["channel_id"]) == (4, 17, slack.json()["id"])
+        panel.get_by_role("button", name="Send now").click()
+        expect(panel.get_by_test_id("digest-note")).to_contain_text("Queued")
+        wait_for("the digest at the receiver", lambda: len(receiver.ok_calls("/s")) == 1)
+        blocks = receiver.ok_calls("/s")[0].json()["blocks"]
+        text = "\n".join(b["text"]["text"] for b in blocks if b["type"] == "section")
+        assert "Most called: cart 40 (+100%)" in text
+        screenshot(page, "digest")

@@ -118,7 +118,7 @@ export async function apiGet<T>(path: string, params: Params = {}, signal?: Abor
  * token). Errors come back as ApiError with the API's own words; they are never sent to the token
  * prompt, so a page can show "this token may not" in place. */
 export async function apiSend<T>(
-  method: "POST" | "PATCH" | "DELETE",
+  method: "POST" | "PUT" | "PATCH" | "DELETE",
   path: string,
   body?: unknown,
   token?: string | null,

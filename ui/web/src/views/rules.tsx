@@ -6,6 +6,7 @@ import { type ApiError, apiSend } from "../api";
 import { ErrorBox, Loading } from "../common";
 import { useApi } from "../hooks";
 import type { Location } from "../router";
+import { DigestPanel } from "./digest";
 
 interface Channel {
   id: number;
@@ -27,7 +28,7 @@ interface Rule {
   enabled: boolean;
 }
 
-const KINDS = ["exception", "http_5xx", "timeout", "error"];
+const KINDS = ["exception", "http_5xx", "timeout", "error", "warning"];
 const BUCKETS = ["minute", "hour", "day"];
 
 // The admin token lives in memory only: a page reload forgets it (it can change every rule).
@@ -337,6 +338,7 @@ export function RulesView(props: { location: Location; tick: number }) {
           </button>
         </p>
       )}
+      <DigestPanel channels={channelList} token={token} tick={key} />
     </div>
   );
 }
