@@ -79,7 +79,7 @@ class HealthMinute:
     deadline_count: int = 0  # invocations that said how long they had
     deadline_share_max: int = 0  # basis points
     deadline_near: int = 0
-    busy: list[int] = field(default_factory=lambda: [0] * 60)  # ms inside invocations, per second
+    busy: dict[int, int] = field(default_factory=dict)  # second of the minute -> ms inside invocations
 
     def merge(self, other: HealthMinute) -> HealthMinute:
         """Add ``other`` into this one (in place) and return it."""
@@ -98,28 +98,33 @@ class HealthMinute:
         self.deadline_count += other.deadline_count
         self.deadline_share_max = max(self.deadline_share_max, other.deadline_share_max)
         self.deadline_near += other.deadline_near
-        self.busy = [a + b for a, b in zip(self.busy, other.busy)]
+        busy = self.busy
+        for second, ms in other.busy.items():
+            busy[second] = busy.get(second, 0) + ms
         return self
 
     @property
     def concurrency_avg(self) -> float:
         """Average invocations running at once over the minute(s) merged (per minute: busy / 60 s)."""
-        return sum(self.busy) / 60_000
+        return sum(self.busy.values()) / 60_000
 
     @property
     def concurrency_peak(self) -> float:
         """The busiest second's average number of invocations running (of one minute: merged
         minutes add up their seconds of the same number, so a window's peak is the largest of
         its minutes' peaks, not this)."""
-        return max(self.busy) / 1000
+        return max(self.busy.values(), default=0) / 1000
 
 
-def pack_busy(busy: list[int]) -> bytes:
-    return struct.pack("<60I", *(min(b, 0xFFFFFFFF) for b in busy))
+def pack_busy(busy: dict[int, int]) -> bytes:
+    """Stored as 60 little-endian uint32: busy ms per second of the minute."""
+    return struct.pack("<60I", *(min(busy.get(second, 0), 0xFFFFFFFF) for second in range(60)))
 
 
-def unpack_busy(data: bytes | None) -> list[int]:
-    return list(struct.unpack("<60I", data)) if data and len(data) == 240 else [0] * 60
+def unpack_busy(data: bytes | None) -> dict[int, int]:
+    if not data or len(data) != 240:
+        return {}
+    return {second: ms for second, ms in enumerate(struct.unpack("<60I", data)) if ms}
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,8 @@ def _busy(minutes: dict[int, HealthMinute], start_ns: int, end_ns: int) -> None:
         slot = minutes.get(minute)
         if slot is None:
             slot = minutes[minute] = HealthMinute()
-        slot.busy[second % 60] += (hi - lo + 500_000) // 1_000_000
+        busy, at = slot.busy, second % 60
+        busy[at] = busy.get(at, 0) + (hi - lo + 500_000) // 1_000_000
         second += 1
 
 

@@ -88,7 +88,7 @@ def _totals(rollup: Rollup, classes: dict[str, int], h: HealthMinute, minutes: i
         "timeouts": rollup.timeouts,
         **_figures(h),
         # Average invocations running at once over the window; the busiest second's average.
-        "concurrency_avg": round(sum(h.busy) / (60_000 * max(1, minutes)), 3),
+        "concurrency_avg": round(sum(h.busy.values()) / (60_000 * max(1, minutes)), 3),
         "concurrency_peak": round(peak, 3),  # the busiest second of any minute
     }
 
