@@ -99,6 +99,13 @@ def test_the_health_page_charts_memory_concurrency_init_and_record_age(page: Pag
     assert max(chart(page, "chart-record-age")) == 11_000.0
     expect(page.get_by_test_id("chart-init")).to_be_visible()
     screenshot(page, "function-health-figures")
+    # Its warnings are issues: 126 MiB of 128 MiB is above 95 % of the configured memory.
+    page.get_by_role("link", name="Its warnings").click()
+    expect(page).to_have_url(re.compile(r"kind=warning"))
+    warning = page.get_by_test_id("issue-row")
+    expect(warning).to_have_count(1)
+    expect(warning).to_contain_text("worker: memory above 95 % of the configured size")
+    expect(warning).to_contain_text("warning")
 
 
 def test_the_issues_list_draws_sparklines_without_a_request_per_issue(page: Page, collector: str) -> None:

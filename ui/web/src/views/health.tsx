@@ -126,6 +126,7 @@ export function FunctionHealthView(props: { location: Location; window: Window; 
       <p class="crumbs">
         <Link href={carryRange(location, "/map")}>« Service map</Link> ·{" "}
         <Link href={carryRange(location, "/issues", { function: name })}>Issues in {name}</Link> ·{" "}
+        <Link href={carryRange(location, "/issues", { function: name, kind: "warning" })}>Its warnings</Link> ·{" "}
         <Link href={carryRange(location, "/transactions", { service: name })}>Transactions through {name}</Link>
       </p>
       <h1>
