@@ -7,6 +7,7 @@ through ``derive`` for what one batch says on its own, then match keys against w
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from marshal import dumps, loads
@@ -99,7 +100,23 @@ class Correlator:
         return TraceFacts() if packed is None else TraceFacts.unpacked(loads(packed))
 
     def add(self, spans: Iterable[GraphSpan]) -> list[Hop]:
-        """Take a batch of spans (any order, any time); the new hops it made."""
+        """Take a batch of spans (any order, any time); the new hops it made.
+
+        The cyclic garbage collector is paused meanwhile: a batch allocates some ten objects per
+        span and makes no reference cycles (what it keeps is bytes), so collections set off by
+        those allocations only walked them, and the caller's own objects, for nothing (a fifth
+        of the time). Reference counting frees them as usual; collections resume after it.
+        """
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            return self._add(spans)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _add(self, spans: Iterable[GraphSpan]) -> list[Hop]:
         known_facts = self._facts
         fresh = []
         thawed: dict[bytes, TraceFacts] = {}  # facts of traces seen before, read once per batch
