@@ -15,6 +15,7 @@ from fastapi import FastAPI, HTTPException, Request
 from . import auth
 from .config import CollectorConfig
 from .graph_worker import GraphProcess
+from .killed import KilledPass
 from .notify import IssuePass, Notifier, NotifyConfig
 from .store import SpanStore, open_store
 from .writer import SpanWriter
@@ -37,6 +38,7 @@ class Collector:
             backoff_s=config.notify_backoff_s, max_attempts=config.notify_attempts,
             timeout_s=config.notify_timeout_s))  # fmt: skip
         self.issues = IssuePass(self.store, self.notifier.wake, config.record_age_warn_s)
+        self.killed = KilledPass(self.store, self.writer.submit, config.killed_grace_s, config.limits)
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
         # The graph pass in a process of its own (``graph_worker``) leaves this one's GIL to ingest.
@@ -51,6 +53,7 @@ class Collector:
     def start(self) -> None:
         self.issues.start()
         self.notifier.start()
+        self.killed.start()
         if self.config.retention_s:
             self._retention = threading.Thread(target=self._retain, name="hoptrace-retention", daemon=True)
             self._retention.start()
@@ -86,6 +89,7 @@ class Collector:
         is then left open under it: closing it mid-commit could only make that commit fail).
         """
         self._stop.set()
+        self.killed.stop()  # what it has not recorded stays announced in the store
         self.notifier.stop()
         self.issues.stop()  # what it has not counted stays queued in the store
         drained = self.writer.close(timeout_s)

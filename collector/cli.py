@@ -75,6 +75,7 @@ def serve(args: argparse.Namespace) -> int:
         notify_timeout_s=env.notify_timeout_s,
         record_age_warn_s=env.record_age_warn_s,
         graph_process=(args.graph_pass or graph_pass_setting() or "process") == "process",
+        killed_grace_s=parse_duration(args.killed_grace) if args.killed_grace else env.killed_grace_s,
     )
     if config.grpc_port is not None:
         from .grpc_ingest import GrpcIngestError, require_grpc
@@ -290,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=GRAPH_PASSES,
         help="derive hops, transactions and the map in a child process (default: ingest keeps this one's core)"
         " or in a thread of the collector (env HOPTRACE_GRAPH_PASS)",
+    )
+    s.add_argument(
+        "--killed-grace",
+        help="an invocation announced but not ended this long after its deadline is recorded killed"
+        " (default 10s; env HOPTRACE_KILLED_GRACE)",
     )
     s.add_argument("--allow-open", action="store_true", help="serve without tokens on a non-loopback address")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

@@ -38,6 +38,8 @@ class CollectorConfig:
     # Derive the graph in a child process (``graph_worker``) rather than a thread of this one:
     # ``hoptrace serve`` does by default, so ingest keeps a core and the GIL to itself.
     graph_process: bool = False
+    # An announced invocation not ended this long after its deadline is recorded killed (killed.py).
+    killed_grace_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> CollectorConfig:
@@ -63,6 +65,7 @@ class CollectorConfig:
             notify_timeout_s=parse_duration(e.get("HOPTRACE_NOTIFY_TIMEOUT") or "10s"),
             record_age_warn_s=parse_duration(e.get("HOPTRACE_RECORD_AGE_WARN") or "5m"),
             graph_process=graph_pass_setting() == "process",
+            killed_grace_s=parse_duration(e.get("HOPTRACE_KILLED_GRACE") or "10s"),
         )
 
 

@@ -9,7 +9,9 @@ says no more than its status. Occurrences with the same *fingerprint* are one is
   library, runtime and standard-library frames are left out when the user's own are there. With
   no frames at all, the message stands in, with what varies between occurrences (addresses,
   ids, numbers, times) normalised out;
-- HTTP 5xx: function, route and status code; timeouts: the function; other failed invocations:
+- HTTP 5xx: function, route and status code; killed invocations (``hoptrace.faas.killed``:
+  timeout, out_of_memory, crash; or the watchdog's ``hoptrace.faas.timeout``): the function and
+  the class; other failed invocations:
   function, span name and the normalised status message.
 
 Notification rules follow faultline: the first occurrence of an issue always notifies (so does a
@@ -29,9 +31,11 @@ from hoptrace.graph.naming import is_invocation, service_node
 from hoptrace.graph.spans import SERVER, AttrValue, GraphSpan
 
 EXCEPTION, HTTP_5XX, TIMEOUT, ERROR = "exception", "http_5xx", "timeout", "error"
-KINDS = (EXCEPTION, HTTP_5XX, TIMEOUT, ERROR)  # error classes
+OUT_OF_MEMORY, CRASH = "out_of_memory", "crash"  # killed invocations (collector/killed.py), with TIMEOUT
+KINDS = (EXCEPTION, HTTP_5XX, TIMEOUT, OUT_OF_MEMORY, CRASH, ERROR)  # error classes
 WARNING = "warning"  # raised from a function's health (collector/health.py), not an error
 ISSUE_KINDS = (*KINDS, WARNING)
+_KILLED_TITLES = {TIMEOUT: "timed out", OUT_OF_MEMORY: "ran out of memory", CRASH: "crashed"}
 OPEN, RESOLVED, IGNORED = "open", "resolved", "ignored"
 STATUSES = (OPEN, RESOLVED, IGNORED)
 BUCKETS = {"minute": 60, "hour": 3600, "day": 86400}  # seconds per bucket (UTC-aligned)
@@ -182,9 +186,12 @@ def occurrences(span: GraphSpan, exceptions: Sequence[ExceptionEvent], status_me
     """The errors one span reports (often none): see the module docstring for what counts."""
     function = function_of(span)
     ids = (span.trace_id, span.span_id)
-    if span.attr("hoptrace.faas.timeout") is True and span.is_error:
-        title = f"{function} timed out"
-        return [Occurrence(*ids, 0, span.end_ns, TIMEOUT, _fingerprint(TIMEOUT, function), title, function,
+    killed = span.attr("hoptrace.faas.killed")
+    if not (isinstance(killed, str) and killed in _KILLED_TITLES):
+        killed = TIMEOUT if span.attr("hoptrace.faas.timeout") is True else None
+    if killed is not None and span.is_error:  # one issue per function and class
+        title = f"{function} {_KILLED_TITLES[killed]}"
+        return [Occurrence(*ids, 0, span.end_ns, killed, _fingerprint(killed, function), title, function,
                            function, _cut(status_message, MAX_MESSAGE), "")]  # fmt: skip
     found = []
     for seq, event in enumerate(exceptions):

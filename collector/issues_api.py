@@ -34,7 +34,7 @@ ID_MAX = 2**31 - 1  # ids are INTEGER columns: larger ones cannot exist (and wou
 INT_MIN = -(2**31)
 DAY_NS = 24 * 3600 * 10**9
 
-Kind = Literal["exception", "http_5xx", "timeout", "error", "warning"]
+Kind = Literal["exception", "http_5xx", "timeout", "out_of_memory", "crash", "error", "warning"]
 Status = Literal["open", "resolved", "ignored"]
 Bucket = Literal["minute", "hour", "day"]
 IfExists = Literal["reopen-and-comment", "comment", "nothing"]
@@ -89,7 +89,7 @@ def issue_json(i: db.IssueRow) -> dict[str, Any]:
 def list_issues(
     request: Request,
     project: Optional[str] = Query(None, description="project name (default: the token's)"),
-    kind: Optional[str] = Query(None, pattern="^(exception|http_5xx|timeout|error|warning)$"),
+    kind: Optional[str] = Query(None, pattern="^(exception|http_5xx|timeout|out_of_memory|crash|error|warning)$"),
     status: Optional[str] = Query(None, pattern="^(open|resolved|ignored)$"),
     function: Optional[str] = Query(None, description="only issues seen in this function"),
     from_: Optional[str] = Query(None, alias="from", description="seen at or after (RFC 3339 or unix ms)"),
@@ -98,7 +98,7 @@ def list_issues(
     cursor: Optional[str] = Query(None, description="next_cursor of the previous page"),
     spark: int = Query(0, ge=0, le=240, description="with this many bins: each issue's counts over from/to"),
 ) -> dict[str, Any]:
-    """Each issue: ``id``, ``kind`` (exception, http_5xx, timeout, error; ``warning``, raised from
+    """Each issue: ``id``, ``kind`` (exception, http_5xx, timeout, out_of_memory, crash, error; ``warning``, raised from
     function health, with its ``subtype``: memory, near_timeout, cold_starts, throttles,
     record_age, new_error_type), ``title``, ``culprit``,
     ``functions``, ``count``, ``first_seen``, ``last_seen``, ``status`` (open, resolved, ignored)

@@ -32,6 +32,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from .announcements import Announcement, announcement, is_announcement
+
 # Spans dated before this or later than now + FUTURE_SLACK are refused (clock bugs, garbage).
 EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01
 FUTURE_SLACK_NS = 24 * 3600 * 10**9
@@ -142,6 +144,8 @@ class SpanBatch:
     spans: list[SpanRow] = field(default_factory=list)
     terms: list[Term] = field(default_factory=list)
     links: list[LinkRow] = field(default_factory=list)
+    # Invocations announced as they started (announcements.py): kept aside, not spans.
+    announcements: list[Announcement] = field(default_factory=list)
     rejected: int = 0
     # reason -> (count, the first few spans' descriptions)
     rejections: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
@@ -613,6 +617,9 @@ def _add_span(
         return
     if end > latest + FUTURE_SLACK_NS:
         batch.reject("end time out of range (more than two days ahead)", f"{sid.hex()} (ends at {end})")
+        return
+    if end == start and is_announcement(span):  # an invocation's start (announcements.py): kept aside
+        batch.announcements.append(announcement(span, resource_key, service))
         return
     if data is None:
         data = span.SerializeToString()

@@ -68,6 +68,9 @@ class Config:
     # Lambda timeout watchdog: fire this many ms before the deadline.
     watchdog_margin_ms: float = 300.0
     watchdog: bool = True
+    # Announce each invocation as it starts (and its memory near the limit), so the collector
+    # sees the invocations Lambda killed (see aws_lambda/announce.py).
+    announce: bool = True
     # Payload capture (off by default) and redaction.
     capture_payloads: bool = False
     payload_max_bytes: int = 4096
@@ -96,6 +99,7 @@ class Config:
             "max_spans_per_invocation": _int(e.get("HOPTRACE_MAX_SPANS"), 2000),
             "watchdog_margin_ms": _float(e.get("HOPTRACE_WATCHDOG_MARGIN_MS"), 300.0),
             "watchdog": _bool(e.get("HOPTRACE_WATCHDOG"), True),
+            "announce": _bool(e.get("HOPTRACE_ANNOUNCE"), True),
             "capture_payloads": _bool(e.get("HOPTRACE_CAPTURE_PAYLOADS"), False),
             "payload_max_bytes": _int(e.get("HOPTRACE_PAYLOAD_MAX_BYTES"), 4096),
             "redact_keys": _list(e.get("HOPTRACE_REDACT_KEYS"), DEFAULT_REDACT),

@@ -58,11 +58,12 @@ class SdkExporterAdapter:
 
 
 class _Batch:
-    __slots__ = ("done", "logs", "spans")
+    __slots__ = ("done", "logs", "spans", "what")
 
-    def __init__(self, spans: Sequence[ReadableSpan], logs: Sequence[Any] = ()) -> None:
+    def __init__(self, spans: Sequence[ReadableSpan], logs: Sequence[Any] = (), what: str = "spans") -> None:
         self.spans = spans
         self.logs = logs  # logs.LogRecordData of the same invocation, sent after the spans
+        self.what = what  # "spans", or "announcements" (counted apart: they are not spans of their own)
         self.done = threading.Event()
 
 
@@ -108,18 +109,18 @@ class ExportWorker:
     def _send(self, batch: _Batch) -> None:
         try:
             if self._exporter is None:
-                count("spans_dropped", len(batch.spans))
+                count(f"{batch.what}_dropped", len(batch.spans))
                 count("logs_dropped", len(batch.logs))
                 return
             if batch.spans:
                 if self._exporter.export(batch.spans):
-                    count("spans_exported", len(batch.spans))
+                    count(f"{batch.what}_exported", len(batch.spans))
                 else:
                     count("export_failures")
-                    count("spans_dropped", len(batch.spans))
+                    count(f"{batch.what}_dropped", len(batch.spans))
         except Exception:
             count("export_failures")
-            count("spans_dropped", len(batch.spans))
+            count(f"{batch.what}_dropped", len(batch.spans))
             logger.debug("hoptrace: export failed", exc_info=True)
         try:
             if batch.logs:
@@ -161,6 +162,20 @@ class ExportWorker:
             return True
         count("flush_budget_exceeded")
         return False
+
+    def send_later(self, spans: Sequence[ReadableSpan]) -> bool:
+        """Hand spans to the worker without waiting (an invocation's start announcement); the
+        next ``submit`` waits for them too, as the worker sends in order. False: dropped."""
+        batch = _Batch(spans, what="announcements")
+        self._ensure_started()
+        try:
+            self._queue.put_nowait(batch)
+            self._last = batch
+        except queue.Full:
+            count("announcements_dropped", len(spans))
+            count("export_queue_full")
+            return False
+        return True
 
     def shutdown(self, timeout_s: float = 1.0) -> None:
         if self._thread is None:
@@ -241,6 +256,10 @@ class InvocationSpanProcessor:
                 redact_errors(spans, self._redact)
         logs = self.logs.take() if self.logs is not None else ()
         return self._worker.submit(spans, budget_s, logs)
+
+    def send_later(self, span: ReadableSpan) -> bool:
+        """Export one record now, in the background, not waiting for it (see ``announce``)."""
+        return self._worker.send_later([span])
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.flush_within(timeout_millis / 1000.0)

@@ -17,6 +17,7 @@ from hypothesis import settings
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from hoptrace.instrumentation import setup
+from hoptrace.instrumentation.aws_lambda.announce import ANNOUNCEMENT
 
 # The test command is a gate: the same examples on every run, so a red build names a change, not
 # a roll of the dice. HOPTRACE_FUZZ=random explores new examples (and keeps failures in
@@ -86,9 +87,15 @@ class Tracing:
         self.state = state
 
     def spans(self) -> list[Any]:
-        """Flush, then every span finished so far, in end order (typed loosely: tests index attributes)."""
+        """Flush, then every span finished so far, in end order (typed loosely: tests index attributes);
+        invocations' start announcements (``announcements()``) are not spans of their own."""
         self.state.flush(5.0)
-        return list(self.exporter.get_finished_spans())
+        return [s for s in self.exporter.get_finished_spans() if ANNOUNCEMENT not in (s.attributes or {})]
+
+    def announcements(self) -> list[Any]:
+        """The records announcing invocations (and their memory near the limit), in send order."""
+        self.state.flush(5.0)
+        return [s for s in self.exporter.get_finished_spans() if ANNOUNCEMENT in (s.attributes or {})]
 
     def span(self, name: str) -> Any:
         matches = [s for s in self.spans() if s.name == name]

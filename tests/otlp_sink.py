@@ -73,6 +73,14 @@ class OtlpSink:
         self.server.server_close()
 
     def spans(self) -> list[Any]:
+        """The spans received; invocations' start announcements are not spans (``announcements()``)."""
+        return [s for s in self._all() if not _announcement(s)]
+
+    def announcements(self) -> list[Any]:
+        """The records announcing invocations as they started (and their memory near the limit)."""
+        return [s for s in self._all() if _announcement(s)]
+
+    def _all(self) -> list[Any]:
         out: list[Any] = []
         for req in self.requests:
             for rs in req.resource_spans:
@@ -91,3 +99,9 @@ class OtlpSink:
             for req in self.requests
             for rs in req.resource_spans
         ]
+
+
+def _announcement(span: Any) -> bool:
+    return span.start_time_unix_nano == span.end_time_unix_nano and any(
+        kv.key == "hoptrace.faas.announcement" for kv in span.attributes
+    )

@@ -55,6 +55,8 @@ from .graph_sql import (
     requeue_backlog,
 )
 from .issues_sql import QUEUE_INSERT, queue_rows
+from .killed_sql import UPSERT as ANNOUNCEMENT_UPSERT
+from .killed_sql import upsert_rows as announcement_rows
 from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS, TEN_MINUTE_ROLLUPS
 from .terms_sql import DAY_NS, PROJECT_DAYS, batch_days, for_backend, search_days, term_day
 from .terms_sql import retention as term_retention
@@ -144,6 +146,7 @@ class _Rows:
         self.days = ([d[0] for d in days], [d[1] for d in days])
         self.backlog = backlog_rows(items)
         self.issues = queue_rows(items)
+        self.announcements = announcement_rows(items)
         ordered = sorted(resources.items())  # one lock order for every replica: no deadlocks
         self.resources = (
             [key[0] for key, _ in ordered],
@@ -307,6 +310,7 @@ class PostgresStore:
                         self._copy(conn, rows)
                         _Sql(conn).run_many(BACKLOG_INSERT, rows.backlog)  # queued for the graph, durably
                         _Sql(conn).run_many(QUEUE_INSERT, rows.issues)  # error spans queued for issues
+                        _Sql(conn).run_many(ANNOUNCEMENT_UPSERT, rows.announcements)  # invocations started
                         committing = True
                     self._graph.wake()
                     return

@@ -15,6 +15,8 @@ from .issues_schema import (
     ISSUES_RETENTION,
     RAISED_MIGRATION,
 )
+from .killed_sql import MIGRATION as INVOCATION_STARTS_MIGRATION
+from .killed_sql import RETENTION as INVOCATION_STARTS_RETENTION
 from .logs_sql import LOGS_MIGRATION, LOGS_RETENTION
 from .terms_sql import TERMS_MIGRATION
 
@@ -234,6 +236,8 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 14: the term index keyed by day (collector/store/terms_sql.py); some statements per backend.
     TERMS_MIGRATION,
+    # 15: invocations announced as they started, until their span is stored (killed_sql.py).
+    INVOCATION_STARTS_MIGRATION,
 ]
 
 LATEST = len(MIGRATIONS)
@@ -263,4 +267,5 @@ GRAPH_RETENTION = [
     "DELETE FROM transactions WHERE end_ns < %(cutoff)s",
     *ISSUES_RETENTION,
     *LOGS_RETENTION,
+    *INVOCATION_STARTS_RETENTION,
 ]

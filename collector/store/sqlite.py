@@ -45,6 +45,8 @@ from .graph_sql import (
     requeue_backlog,
 )
 from .issues_sql import QUEUE_INSERT, queue_rows
+from .killed_sql import UPSERT as ANNOUNCEMENT_UPSERT
+from .killed_sql import upsert_rows as announcement_rows
 from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS, TEN_MINUTE_ROLLUPS
 from .terms_sql import DAY_NS, PROJECT_DAYS, batch_days, for_backend, search_days, term_day
 from .terms_sql import retention as term_retention
@@ -181,6 +183,7 @@ class SqliteStore:
                 _insert_rows(conn, _INSERT_LINKS, 6, links)
                 conn.executemany(BACKLOG_INSERT, backlog_rows(items))  # queued for the graph, durably
                 conn.executemany(QUEUE_INSERT, queue_rows(items))  # error spans queued for issues
+                conn.executemany(ANNOUNCEMENT_UPSERT, announcement_rows(items))  # invocations started
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -19,6 +19,7 @@ from opentelemetry.trace import Link, Status, StatusCode
 
 from .. import setup
 from ..guard import count, guard
+from . import announce
 from . import invocation as inv_mod
 from .triggers import Trigger, parse
 from .watchdog import watchdog
@@ -104,7 +105,13 @@ class _Run:
         attrs.update(trigger.attributes)
         attrs["faas.trigger"] = trigger.faas_trigger
         attrs["hoptrace.trigger.source"] = trigger.source
-        attrs["faas.coldstart"] = _is_cold_start()
+        attrs["faas.coldstart"] = cold = _is_cold_start()
+        start_ns = time.time_ns()
+        if cold:
+            attrs[announce.INIT_MS] = announce.init_ms(start_ns)
+        remaining = _remaining_ms(context)
+        if remaining is not None:
+            attrs[announce.DEADLINE_MS] = int(remaining)
         init_type = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")
         if init_type:
             attrs["hoptrace.faas.initialization_type"] = init_type
@@ -130,17 +137,35 @@ class _Run:
                     links.append(Link(rc.parent, link_attrs))
         parent_ctx = trace.set_span_in_context(trace.NonRecordingSpan(trigger.parent)) if trigger.parent else None
         name = trigger.span_name or attrs.get("faas.name") or "lambda"
-        start_ns = time.time_ns()
         span = self.st.tracer.start_span(
             str(name), context=parent_ctx, kind=trigger.kind, attributes=attrs, links=links, start_time=start_ns
         )
         self.inv = inv_mod.Invocation(span, trigger, event, start_ns)
         inv_mod.set_current(self.inv)
         self.token = otel_context.attach(trace.set_span_in_context(span))
-        remaining = _remaining_ms(context)
-        if cfg.watchdog and remaining is not None and remaining > 0:
+        armed = cfg.watchdog and remaining is not None and remaining > 0
+        tick = self._announce(span, attrs.get("faas.max_memory"), armed) if cfg.announce else None
+        if remaining is not None and remaining > 0 and (cfg.watchdog or tick is not None):
             margin = min(cfg.watchdog_margin_ms, remaining / 2.0)
-            watchdog.arm(time.monotonic() + (remaining - margin) / 1000.0, self._on_deadline)
+            on_deadline = self._on_deadline if cfg.watchdog else _nothing
+            watchdog.arm(time.monotonic() + (remaining - margin) / 1000.0, on_deadline, tick, announce.MEMORY_EVERY_S)
+
+    def _announce(self, span: Any, max_memory: Any, watchdog_armed: bool) -> Callable[[], None] | None:
+        """Send the start announcement in the background; the memory watch's tick, if any.
+
+        ``hoptrace.faas.watchdog`` tells the collector a silent end is no timeout: the watchdog
+        would have reported one."""
+        send = getattr(self.st.processor, "send_later", None)
+        if send is None:  # not Lambda mode: spans are batched in the background anyway
+            return None
+        rss = announce.memory_rss()
+        extra: dict[str, Any] = {announce.WATCHDOG: watchdog_armed}
+        if rss is not None:
+            extra[announce.MEMORY_RSS] = rss
+        send(announce.copy_of(span, "start", extra))
+        if isinstance(max_memory, int) and max_memory > 0 and rss is not None:
+            return announce.MemoryWatch(span, max_memory, send).tick
+        return None
 
     def _on_deadline(self) -> None:
         """Called by the watchdog thread shortly before Lambda kills the process."""
@@ -156,6 +181,8 @@ class _Run:
         end_ns = time.time_ns()
         span = inv.span
         span.set_attribute("hoptrace.faas.timeout", True)
+        span.set_attribute(announce.KILLED, "timeout")
+        _set_peak_memory(span)
         span.set_status(Status(StatusCode.ERROR, "the invocation was about to time out"))
         inv.finish_records(self.st.tracer, TimeoutError("Lambda deadline reached"), None, end_ns)
         processor = self.st.processor
@@ -197,6 +224,10 @@ class _Run:
         span = inv.span
         end_ns = time.time_ns()
         inv.finish_records(self.st.tracer, error, response, end_ns)
+        _set_peak_memory(span)
+        if isinstance(error, MemoryError):
+            # Out of memory: in Lambda the sandbox is usually killed for it; say so the same way.
+            span.set_attribute(announce.KILLED, "out_of_memory")
         if error is not None:
             span.record_exception(error)
             span.set_attribute("error.type", type(error).__qualname__)
@@ -221,6 +252,16 @@ class _Run:
                 open_span.set_attribute("hoptrace.span.unfinished", True)
                 open_span.end(end_time=end_ns)
         span.end(end_time=end_ns)
+
+
+def _nothing() -> None:
+    """The deadline callback when the watchdog is off but the memory is watched."""
+
+
+def _set_peak_memory(span: Any) -> None:
+    peak = announce.peak_memory()
+    if peak is not None:
+        span.set_attribute(announce.PEAK_MEMORY, peak)
 
 
 def _http_status(response: Any) -> int | None:

@@ -67,7 +67,8 @@ def test_health_of_a_window_splits_errors_by_class_warns_and_compares_with_an_ea
         totals = health["totals"]
         assert health["node"] == "function:checkout"
         assert (totals["invocations"], totals["errors"], totals["cold_starts"], totals["timeouts"]) == (26, 6, 3, 1)
-        assert totals["errors_by_class"] == {"exception": 3, "http_5xx": 2, "timeout": 1, "error": 0}
+        assert totals["errors_by_class"] == {"exception": 3, "http_5xx": 2, "timeout": 1, "out_of_memory": 0,
+                                             "crash": 0, "error": 0}  # fmt: skip
         assert totals["error_rate"] == round(6 / 26, 6) and totals["throttles"] == 0
         assert 19.5 <= totals["p50_ms"] <= 20.5  # 20 of the 26 took 20 ms
         assert [w["kind"] for w in health["warnings"]] == ["cold_starts"]
@@ -79,7 +80,8 @@ def test_health_of_a_window_splits_errors_by_class_warns_and_compares_with_an_ea
         assert (base["invocations"], base["errors"], base["errors_by_class"]["exception"]) == (12, 2, 2)
         delta = health["delta"]
         assert (delta["invocations"], delta["errors"], delta["cold_starts"], delta["timeouts"]) == (14, 4, 3, 1)
-        assert delta["errors_by_class"] == {"exception": 1, "http_5xx": 2, "timeout": 1, "error": 0}
+        assert delta["errors_by_class"] == {"exception": 1, "http_5xx": 2, "timeout": 1, "out_of_memory": 0,
+                                            "crash": 0, "error": 0}  # fmt: skip
 
         nothing = api.get("/api/v1/functions/nowhere/health").json()
         assert nothing["totals"]["invocations"] == 0 and nothing["warnings"] == []

@@ -967,6 +967,7 @@ def test_migrating_to_hourly_rollups_fills_them_from_the_minutes(store: SpanStor
     ]  # fmt: skip
     statements += [f"DROP TABLE {table}" for table in ISSUES_TABLES + HEALTH_TABLES]  # migrations 7 and 8
     statements.append("DROP TABLE logs")  # migration 11
+    statements.append("DROP TABLE invocation_starts")  # migration 15
     if store_url.startswith("sqlite:"):
         with closing(sqlite3.connect(store_url[len("sqlite:///") :])) as conn, conn:
             for statement in statements:

@@ -220,6 +220,7 @@ def test_watchdog_ends_and_flushes_the_invocation_before_the_deadline_without_si
     assert "cart-api" in seen_during_handler
     span = invocation_span(tracing)
     assert span.attributes["hoptrace.faas.timeout"] is True
+    assert span.attributes["hoptrace.faas.killed"] == "timeout"
     assert span.status.status_code is StatusCode.ERROR
 
 
@@ -281,5 +282,104 @@ def test_disabled_tracing_calls_the_handler_directly(monkeypatch: pytest.MonkeyP
         assert fn({}, LambdaContext()) == 1
         st = setup.state()
         assert st is not None and st.config.enabled is False
+    finally:
+        setup.shutdown()
+
+
+def test_an_invocation_is_announced_at_its_start_with_its_deadline_and_memory(tracing: Tracing) -> None:
+    seen: list[Any] = []
+
+    @hoptrace.lambda_handler
+    def fn(event: Any, context: Any) -> Any:
+        deadline = time.monotonic() + 5.0
+        while not tracing.exporter.get_finished_spans() and time.monotonic() < deadline:
+            time.sleep(0.01)  # sent in the background while the handler runs
+        seen.extend(tracing.exporter.get_finished_spans())
+        return "done"
+
+    ctx = LambdaContext(memory_limit_in_mb=256, timeout_s=10.0)
+    assert fn({}, ctx) == "done"
+    (start,) = tracing.announcements()
+    span = invocation_span(tracing)
+    assert [s.attributes["hoptrace.faas.announcement"] for s in seen] == ["start"]
+    assert start.context.trace_id == span.context.trace_id and start.context.span_id == span.context.span_id
+    assert start.start_time == start.end_time == span.start_time
+    assert start.attributes["faas.max_memory"] == 256 * 1024 * 1024
+    assert 9000 < start.attributes["hoptrace.faas.deadline_ms"] <= 10000
+    assert start.attributes["hoptrace.faas.memory_rss"] > 0
+    assert span.attributes["hoptrace.faas.deadline_ms"] == start.attributes["hoptrace.faas.deadline_ms"]
+    assert "hoptrace.faas.announcement" not in span.attributes
+    # the process's resident high-water mark, in bytes: at least what it holds now
+    assert span.attributes["hoptrace.faas.peak_memory"] >= start.attributes["hoptrace.faas.memory_rss"] // 2
+
+
+def test_a_cold_start_records_the_init_duration_and_a_warm_one_does_not(tracing: Tracing) -> None:
+    handler_mod._cold_start = True
+
+    @hoptrace.lambda_handler
+    def fn(event: Any, context: Any) -> Any:
+        return None
+
+    fn({}, LambdaContext())
+    fn({}, LambdaContext())
+    cold, warm = [s for s in tracing.spans() if "faas.trigger" in s.attributes]
+    assert cold.attributes["faas.coldstart"] is True and cold.attributes["hoptrace.faas.init_ms"] > 0
+    assert warm.attributes["faas.coldstart"] is False and "hoptrace.faas.init_ms" not in warm.attributes
+
+
+def test_memory_near_the_limit_is_announced_while_the_invocation_runs(tracing: Tracing) -> None:
+    from hoptrace.instrumentation.aws_lambda.announce import memory_rss
+
+    rss = memory_rss()
+    assert rss is not None
+    limit_mb = (rss + 40 * 1024 * 1024) // (1024 * 1024)  # 40 MiB above what the process holds now
+    held: list[bytearray] = []
+
+    @hoptrace.lambda_handler
+    def fn(event: Any, context: Any) -> Any:
+        for _ in range(40):
+            held.append(bytearray(b"x" * 1024 * 1024))  # written, so resident
+            time.sleep(0.01)
+        time.sleep(0.2)  # a few of the watchdog's readings
+        return len(held)
+
+    assert fn({}, LambdaContext(memory_limit_in_mb=limit_mb, timeout_s=30.0)) == 40
+    phases = [a.attributes["hoptrace.faas.announcement"] for a in tracing.announcements()]
+    assert phases == ["start", "memory"]
+    reading = tracing.announcements()[1]
+    assert reading.attributes["hoptrace.faas.memory_rss"] >= 0.85 * limit_mb * 1024 * 1024
+    held.clear()
+
+
+def test_a_memory_error_is_recorded_as_out_of_memory_and_reraised(tracing: Tracing) -> None:
+    @hoptrace.lambda_handler
+    def fn(event: Any, context: Any) -> Any:
+        raise MemoryError()
+
+    with pytest.raises(MemoryError):
+        fn({}, LambdaContext())
+    span = invocation_span(tracing)
+    assert span.attributes["hoptrace.faas.killed"] == "out_of_memory"
+    assert span.status.status_code is StatusCode.ERROR
+
+
+def test_without_announcements_nothing_is_sent_before_the_end() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hoptrace.instrumentation import setup
+
+    setup.shutdown()
+    exporter = InMemorySpanExporter()
+    st = setup.init(exporter=exporter, lambda_mode=True, service_name="test-fn", announce=False)
+    try:
+
+        @hoptrace.lambda_handler
+        def fn(event: Any, context: Any) -> Any:
+            return 1
+
+        fn({}, LambdaContext())
+        st.flush(5.0)
+        exported = exporter.get_finished_spans()
+        assert [dict(s.attributes or {}).get("hoptrace.faas.announcement") for s in exported] == [None]
     finally:
         setup.shutdown()
