@@ -188,8 +188,8 @@ def test_a_sandbox_killed_at_its_memory_limit_is_out_of_memory_and_one_left_past
         # one issue per function and class, and the map's function node counts both as errors
         wait_for("the issues", lambda: {i["kind"] for i in api.get("/api/v1/issues").json()["issues"]}
                  >= {"out_of_memory", "timeout"})  # fmt: skip
-        kinds = sorted(i["kind"] for i in api.get("/api/v1/issues").json()["issues"])
-        assert kinds == ["out_of_memory", "timeout"]
+        kinds = sorted(i["kind"] for i in api.get("/api/v1/issues").json()["issues"] if i["kind"] != "warning")
+        assert kinds == ["out_of_memory", "timeout"]  # (health may warn too: memory, time near the limit)
         health = api.get("/api/v1/functions/orders-api/health").json()
         classes = health["totals"]["errors_by_class"]
         assert classes["out_of_memory"] == 1 and classes["timeout"] == 1 and classes["crash"] == 0
