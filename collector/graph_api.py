@@ -12,6 +12,7 @@ import math
 import re
 import time
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -27,6 +28,7 @@ from .app import collector_of, project_for
 from .logs import trace_logs
 from .store import StoredSpan, TransactionQuery
 from .store.graph_rows import graph_span, resource_attributes
+from .store.killed_sql import killed_by_function
 from .views import label_params, rfc3339, span_json
 
 API = "/api/v1"
@@ -94,12 +96,23 @@ def service_map(
         return (model.focus(focus, direction) if focus else model).to_json()
 
     current = build(start, end)
+    _mark_killed(store, project_id, current, start, end)
     out: dict[str, Any] = {"from": rfc3339(start), "to": rfc3339(end)}
     if compare_from is None and compare_to is None:
         return {**out, **current}
     base_start, base_end = _window(compare_from, compare_to, ("compare_from", "compare_to"), start)
     baseline = build(base_start, base_end)
     return {**out, "compare": {"from": rfc3339(base_start), "to": rfc3339(base_end)}, **compare(current, baseline)}
+
+
+def _mark_killed(store: Any, project_id: int, the_map: dict[str, Any], start: int, end: int) -> None:
+    """``killed`` ({class: count}: timeout, out_of_memory, crash) on the function nodes whose
+    invocations were killed in the window (collector/killed.py), for the UI's flags."""
+    first, last = start // MINUTE_NS, -(-end // MINUTE_NS)
+    killed = store.run_read(partial(killed_by_function, project_id=project_id, first_minute=first, end_minute=last))
+    for node in the_map["nodes"]:
+        if node["kind"] in ("function", "service") and node["name"] in killed:
+            node["killed"] = killed[node["name"]]
 
 
 MAX_SERIES_MINUTES = 7 * 24 * 60  # points one series may carry

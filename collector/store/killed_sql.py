@@ -92,6 +92,20 @@ def forget(sql: Sql, done: list[tuple[int, bytes, bytes]]) -> None:
     sql.run_many("DELETE FROM invocation_starts WHERE project_id = ? AND trace_id = ? AND span_id = ?", done)
 
 
+def killed_by_function(sql: Sql, *, project_id: int, first_minute: int, end_minute: int) -> dict[str, dict[str, int]]:
+    """Killed invocations per function and class in the minutes [first, end), from the issue
+    pass's per-minute error counts (``function_errors``)."""
+    rows = sql.rows(
+        "SELECT function, kind, sum(count) FROM function_errors WHERE project_id = ? AND minute >= ? AND minute < ?"
+        " AND kind IN ('timeout', 'out_of_memory', 'crash') GROUP BY function, kind",
+        [project_id, first_minute, end_minute],
+    )
+    out: dict[str, dict[str, int]] = {}
+    for function, kind, n in rows:
+        out.setdefault(str(function), {})[str(kind)] = int(n)
+    return out
+
+
 def pending(sql: Sql) -> int:
     """Announced invocations not ended (or not yet found killed)."""
     return int(sql.rows("SELECT count(*) FROM invocation_starts", [])[0][0])

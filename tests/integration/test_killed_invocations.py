@@ -193,6 +193,8 @@ def test_a_sandbox_killed_at_its_memory_limit_is_out_of_memory_and_one_left_past
         health = api.get("/api/v1/functions/orders-api/health").json()
         classes = health["totals"]["errors_by_class"]
         assert classes["out_of_memory"] == 1 and classes["timeout"] == 1 and classes["crash"] == 0
+        node = next(n for n in api.get("/api/v1/map").json()["nodes"] if n["id"] == "function:orders-api")
+        assert node["killed"] == {"out_of_memory": 1, "timeout": 1} and node["errors"] == 2, node
 
 
 def test_a_sandbox_out_of_memory_under_setrlimit_is_a_killed_invocation_and_a_later_one_succeeds(

@@ -5,6 +5,7 @@ import cytoscape from "cytoscape";
 import dagre from "cytoscape-dagre";
 import { useEffect, useRef } from "preact/hooks";
 import { ms, pct } from "./format";
+import { killedSummary } from "./killed";
 import type { MapEdge, MapNode, ServiceMap } from "./types";
 
 cytoscape.use(dagre);
@@ -149,11 +150,12 @@ export function ServiceMapGraph(props: {
     const elements: cytoscape.ElementDefinition[] = [];
     for (const node of props.map.nodes) {
       const h = healthOf(node);
+      const killed = killedSummary(node.killed);
       elements.push({
         group: "nodes",
-        data: { id: node.id, label: `${node.name}\n${node.kind}`, kind: node.kind },
+        data: { id: node.id, label: `${node.name}\n${node.kind}${killed ? `\n⚠ ${killed}` : ""}`, kind: node.kind },
         style: { shape: SHAPES[node.kind] ?? "pentagon", ...healthFill(h) },
-        classes: [node.status ?? "", h.c5xx + h.c4xx >= 0.05 ? "unhealthy" : ""].join(" ").trim(),
+        classes: [node.status ?? "", h.c5xx + h.c4xx >= 0.05 ? "unhealthy" : "", killed ? "killed" : ""].join(" ").trim(),
       });
     }
     for (const edge of props.map.edges) {
@@ -196,6 +198,7 @@ export function ServiceMapGraph(props: {
           } as unknown as cytoscape.Css.Node,
         },
         { selector: "node.unhealthy", style: { "border-color": HEALTH_COLOURS.c5xx, "border-width": 3 } },
+        { selector: "node.killed", style: { "border-color": "#8a1c1c", "border-width": 4, "border-style": "dashed", height: 64 } },
         { selector: "node.new", style: { "border-color": "#2563eb", "border-width": 3, "border-style": "double" } },
         { selector: "node.gone", style: { opacity: 0.45, "border-style": "dashed" } },
         {

@@ -2,6 +2,7 @@
 // grouped per invocation, with the waits between producer and consumer drawn as dwell bars.
 import { Fragment } from "preact";
 import { ms } from "./format";
+import { KILLED_LABELS, killedClass } from "./killed";
 import type { Hop, LogRecord, Span } from "./types";
 
 interface Row {
@@ -185,6 +186,7 @@ export function Timeline(props: {
               const left = at(start);
               const width = Math.max(0.4, at(end) - left);
               const error = span.status.code === "ERROR";
+              const killed = killedClass(span.attributes);
               const selected = props.selected === span.span_id;
               const incoming = hopInto.get(span.span_id) ?? [];
               return (
@@ -211,7 +213,7 @@ export function Timeline(props: {
                   <li>
                     <button
                       type="button"
-                      class={`tl-row${selected ? " selected" : ""}${error ? " error" : ""}`}
+                      class={`tl-row${selected ? " selected" : ""}${error ? " error" : ""}${killed ? ` killed killed-${killed}` : ""}`}
                       data-testid="timeline-row"
                       data-span-id={span.span_id}
                       aria-pressed={selected}
@@ -219,6 +221,11 @@ export function Timeline(props: {
                     >
                       <span class="tl-label" style={{ paddingLeft: `${depth * 14 + 6}px` }}>
                         <span class="tl-service">{span.service}</span> <span class="tl-name">{span.name}</span>
+                        {killed ? (
+                          <span class={`badge bad killed-badge killed-${killed}`} data-testid="killed-badge" data-class={killed}>
+                            killed · {KILLED_LABELS[killed]}
+                          </span>
+                        ) : null}
                       </span>
                       <span class="tl-track">
                         <span

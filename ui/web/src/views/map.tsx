@@ -7,6 +7,7 @@ import { ms, pct, plural, show } from "../format";
 import { edgeId, edgeLabel, healthOf, metricsOf, type Selection, ServiceMapGraph } from "../graph";
 import { useApi } from "../hooks";
 import { carryRange, type Location, navigate, withParams } from "../router";
+import { killedSummary } from "../killed";
 import type { Window } from "../timerange";
 import type { MapEdge, MapNode, ServiceMap, TransactionSearchResponse } from "../types";
 
@@ -134,6 +135,8 @@ function Metrics(props: { item: MapNode | MapEdge; minutes: number }) {
   if (h.count) {
     rows.push(["Health", `ok ${pct(h.ok, 1)} · 4xx ${pct(h.c4xx, 1)} · 5xx ${pct(h.c5xx, 1)} · throttled ${pct(h.throttled, 1)}`]);
   }
+  const killed = killedSummary((props.item as MapNode).killed);
+  if (killed) rows.push(["Killed invocations", killed.replace("killed: ", "")]);
   if (props.item.status) rows.push(["Compared with the earlier window", show(props.item.status)]);
   const delta = m.delta;
   if (delta && typeof delta === "object") {
@@ -256,6 +259,11 @@ export function ElementList(props: { map: ServiceMap; minutes: number; onSelect:
                   {h.count ? `${plural(h.count, "call")}, ${pct(Number(metricsOf(node).errors ?? 0), h.count)} errors` : "no calls"}
                   {node.status && node.status !== "same" ? ` · ${node.status}` : ""}
                 </span>
+                {killedSummary(node.killed) ? (
+                  <span class="badge bad killed-badge" data-testid="killed-badge">
+                    {killedSummary(node.killed)}
+                  </span>
+                ) : null}
               </li>
             );
           })}
