@@ -73,6 +73,19 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         Trigger("schedule", "partner-import-every-minute", rate_s=20.0),
         tracing="opentelemetry",
     ),
+    # One function that sometimes runs out of memory, one that sometimes times out: killed
+    # invocations, flagged with their class on the map and in their transactions.
+    FunctionSpec(
+        "sales-report",
+        _F + "sales_report.handler",
+        Trigger("schedule", "sales-report-every-15s", rate_s=15.0),
+        memory_mb=128,
+        timeout_s=6.0,
+        environment={"HOPTRACE_DEMO_ENFORCE_MEMORY": "true"},
+    ),
+    FunctionSpec(
+        "stock-sync", _F + "stock_sync.handler", Trigger("schedule", "stock-sync-every-15s", rate_s=15.0), timeout_s=3.0
+    ),
 )
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Callable, TextIO
@@ -87,6 +89,26 @@ def load_opentelemetry(spec: app.FunctionSpec) -> Callable[..., Any]:
     return _import(spec.handler)
 
 
+def enforce_memory(limit_bytes: int, every_s: float = 0.01) -> threading.Thread:
+    """Lambda's memory limit, played: the sandbox is killed (SIGKILL, no warning) as soon as its
+    resident set passes the function's memory size. A daemon thread reading ``/proc/self/statm``;
+    functions ask for it with ``HOPTRACE_DEMO_ENFORCE_MEMORY``."""
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def watch() -> None:
+        while True:
+            with open("/proc/self/statm", "rb") as f:
+                if int(f.read().split()[1]) * page > limit_bytes:
+                    print("[ERROR] Runtime exited: the function used more than its memory size", file=sys.stderr,
+                          flush=True)  # fmt: skip
+                    os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(every_s)
+
+    thread = threading.Thread(target=watch, name="demo-memory-limit", daemon=True)
+    thread.start()
+    return thread
+
+
 def _send(pipe: TextIO, message: dict[str, Any]) -> None:
     pipe.write(json.dumps(message, default=str) + "\n")
     pipe.flush()
@@ -95,6 +117,8 @@ def _send(pipe: TextIO, message: dict[str, Any]) -> None:
 def serve(spec: app.FunctionSpec, requests: TextIO, replies: TextIO) -> None:
     """Init, then one invocation per request line until stdin closes (the runner stopped)."""
     handler = load_opentelemetry(spec) if spec.tracing == "opentelemetry" else load_hoptrace(spec)
+    if os.environ.get("HOPTRACE_DEMO_ENFORCE_MEMORY", "").lower() == "true":
+        enforce_memory(spec.memory_mb * 1024 * 1024)
     _send(replies, {"ready": True})
     for line in requests:
         request = json.loads(line)

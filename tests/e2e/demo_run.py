@@ -97,6 +97,9 @@ def start_run(workdir: Path) -> DemoRun:
         assert all(visits[c].order_id for c in visits), {c: v.statuses for c, v in visits.items()}
         # The partner import: once is enough, and none may start while the run settles.
         _until("the partner import ran", lambda: runner.stats.invocations["partner-import"] >= 1, stack)
+        # The functions sometimes killed: on the map, whether killed this time or not.
+        _until("the sales report ran", lambda: runner.stats.invocations["sales-report"] >= 1, stack)
+        _until("the stock sync ran", lambda: runner.stats.invocations["stock-sync"] >= 1, stack)
         runner.schedules_off.set()
         partner_orders = runner.stats.invocations["partner-import"]
         expected_totals = len(PAID) + partner_orders

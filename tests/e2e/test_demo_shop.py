@@ -12,7 +12,7 @@ from tests.e2e.demo_run import PAID, SHOPPERS, DemoRun
 ROUTES = ["POST /cart", "GET /cart/{customer_id}", "PUT /cart/{customer_id}/{product_id}", "POST /checkout"]
 FUNCTIONS = [
     "add-to-cart", "list-cart", "update-cart", "checkout", "checkout-worker", "notify-customer", "analytics-ingest",
-    "order-totals", "partner-import",
+    "order-totals", "partner-import", "sales-report", "stock-sync",
 ]  # fmt: skip
 EXPECTED_NODES = {
     *(f"api:{r}" for r in ROUTES),
@@ -21,6 +21,7 @@ EXPECTED_NODES = {
     "http:catalog.shop.test", "http:payments.shop.test",
     "queue:checkout-queue", "queue:order-notifications", "queue:order-analytics", "topic:order-placed",
     "table:shopping-cart", "table:orders", "table:customer-totals", "stream:orders stream",
+    "schedule:sales-report-every-15s", "schedule:stock-sync-every-15s",  # the functions sometimes killed
 }  # fmt: skip
 SYNC, PUBLISH, DELIVER = "sync", "publish", "deliver"
 EXPECTED_EDGES = {
@@ -29,6 +30,8 @@ EXPECTED_EDGES = {
     ("api:PUT /cart/{customer_id}/{product_id}", "function:update-cart", SYNC),
     ("api:POST /checkout", "function:checkout", SYNC),
     ("client:direct invokers", "function:partner-import", SYNC),
+    ("schedule:sales-report-every-15s", "function:sales-report", SYNC),
+    ("schedule:stock-sync-every-15s", "function:stock-sync", SYNC),
     ("function:add-to-cart", "http:catalog.shop.test", SYNC),
     ("function:add-to-cart", "table:shopping-cart", SYNC),
     ("function:list-cart", "table:shopping-cart", SYNC),
