@@ -1,6 +1,6 @@
 """``python -m bench instrumentation``: what hoptrace's instrumentation costs a Lambda function.
 
-Four sections, each beside a baseline measured in the same run:
+Five sections, each beside a baseline measured in the same run:
 
 1. cold start — import + init in fresh processes: bare boto3, + hoptrace, + OpenTelemetry's own
    botocore and Lambda instrumentation (``coldstart``);
@@ -8,7 +8,8 @@ Four sections, each beside a baseline measured in the same run:
    against ``moto_server`` on loopback (``aws_call``);
 3. the end-of-invocation flush to an OTLP/HTTP endpoint on loopback (``flush``);
 4. instructions per SendMessage counted by valgrind (``instructions``): the SendMessage figure
-   the machine's load cannot move.
+   the machine's load cannot move;
+5. the invocation's start announcement, with the collector up and down (``announce``).
 
 This module stays light: worker processes import the package too.
 """
@@ -24,7 +25,7 @@ from contextlib import contextmanager, nullcontext
 from bench.measure import Budget, progress
 from bench.report import Report, Section
 
-SECTIONS = ("coldstart", "aws_call", "flush", "instructions")
+SECTIONS = ("coldstart", "aws_call", "flush", "instructions", "announce")
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
@@ -83,7 +84,8 @@ def run(args: argparse.Namespace) -> Report:
     )
     budget = Budget(args.time_budget)
     started = time.monotonic()
-    with _endpoint(args.endpoint) if {"coldstart", "flush"} & set(sections) else nullcontext("") as endpoint:
+    needs_endpoint = {"coldstart", "flush", "announce"} & set(sections)
+    with _endpoint(args.endpoint) if needs_endpoint else nullcontext("") as endpoint:
         if "coldstart" in sections:
             from . import coldstart
 
@@ -103,7 +105,13 @@ def run(args: argparse.Namespace) -> Report:
             from . import flush
 
             load = _loadavg()
-            section = flush.run(endpoint, invocations, Budget(budget.left()), report.warnings)
+            section = flush.run(endpoint, invocations, Budget(budget.left() * 0.7), report.warnings)
+            report.sections.append(_with_load(section, load))
+        if "announce" in sections:
+            from . import announce
+
+            load = _loadavg()
+            section = announce.run(endpoint, invocations, Budget(budget.left()), report.warnings)
             report.sections.append(_with_load(section, load))
         if "instructions" in sections:
             from . import instructions

@@ -13,6 +13,7 @@ import sys
 KINDS = {
     "aws_call": "bench.instrumentation.aws_call",
     "flush": "bench.instrumentation.flush",
+    "announce": "bench.instrumentation.announce",
 }
 
 
