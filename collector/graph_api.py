@@ -85,7 +85,9 @@ def service_map(
     edges (sync, publish, deliver) with counts, errors, throttles, latency percentiles and, on
     asynchronous edges, queue dwell. Windows are whole minutes. With ``compare_from`` /
     ``compare_to``: per node and edge ``delta`` against that window and ``status`` new, gone or same.
-    With ``focus``: only that node and its upstream and/or downstream nodes.
+    With ``focus``: only that node and its upstream and/or downstream nodes. Function nodes whose
+    invocations were killed in the window carry ``killed``: counts by class (timeout,
+    out_of_memory, crash).
     """
     project_id = project_for(request, "read")
     store = collector_of(request).store

@@ -103,10 +103,10 @@ async def ingest(request: Request) -> Response:
                 ticket.grow(len(body) - ticket.size)  # a body longer than declared, or chunked
             _check_room(c.writer)  # again: the backlog may have filled while the body came in
             # Rows are made here, on a worker thread, beside the writer's SQL (which runs without
-            # the GIL: see writer.py); a request with no spans needs no writer.
+            # the GIL: see writer.py); a request with no spans (nor invocation announcements) needs no writer.
             batch = await anyio.to_thread.run_sync(decode, bytes(body), encoding, content_type, limits)
             del body
-            future = _submit(c.writer, project_id, batch) if batch.spans else None
+            future = _submit(c.writer, project_id, batch) if batch.spans or batch.announcements else None
         if future is not None:
             batch = await _committed(future)
     except RequestError as exc:
