@@ -294,7 +294,8 @@ def get_transaction(
     ),
 ) -> dict[str, Any]:
     """Its summary, every span of every trace it spans (oldest first), its hops with ``via`` and
-    ``dwell_ms``, and its own small map (built from its spans)."""
+    ``dwell_ms``, its own small map (built from its spans), and the ``logs`` of its traces, each
+    with its ``span_id`` (see ``GET /api/v1/traces/{id}/logs``)."""
     project_id = project_for(request, "read")
     if not re.fullmatch("[0-9a-fA-F]{32}", transaction_id):
         raise HTTPException(400, "transaction_id must be 32 hex characters")
