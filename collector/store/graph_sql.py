@@ -314,6 +314,9 @@ class _GraphWrite:
                 of_trace.setdefault(bytes(trace), set()).add(bytes(txn))
                 if txn == trace:
                     roots.add(bytes(txn))
+        # Every stored membership of every trace these joins can reach (this step's new traces
+        # included): what is not among them is new, so the rows go in as plain inserts (COPY).
+        stored = {(txn, trace) for trace, txns in of_trace.items() for txn in txns}
         added: set[tuple[bytes, bytes]] = set()
         changed: set[bytes] = set()
         dropped: set[bytes] = set()
@@ -326,11 +329,10 @@ class _GraphWrite:
             changed |= txns
             if change.drop is not None:
                 dropped.add(change.drop)
-        self.sql.run_many(
-            "INSERT INTO transaction_members (project_id, transaction_id, trace_id) VALUES (?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            [(self.project, txn, trace) for txn, trace in sorted(added) if txn not in dropped],
-        )
+        self.sql.insert(
+            "transaction_members", ("project_id", "transaction_id", "trace_id"),
+            [(self.project, txn, trace) for txn, trace in sorted(added - stored) if txn not in dropped],
+        )  # fmt: skip
         for chunk in _chunks(sorted(dropped)):
             for table, column in (("transaction_members", "transaction_id"), ("transactions", "id"),
                                   ("transaction_terms", "transaction_id")):  # fmt: skip
