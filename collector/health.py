@@ -169,7 +169,7 @@ def fold(span: GraphSpan, record_age_ms: float = RECORD_AGE_MS) -> Folded | None
         if init is not None and init >= 0:
             m.init.add(init)
         candidates.append(Candidate(COLD_STARTS, *ids, 0, "a cold start"))
-    if naming.health(span) == "throttled":
+    if _throttled(span):
         m.throttles = 1
         candidates.append(Candidate(THROTTLES, *ids, 0, "a throttled invocation"))
     if span.attr("hoptrace.faas.retry") is True:
@@ -202,6 +202,16 @@ def fold(span: GraphSpan, record_age_ms: float = RECORD_AGE_MS) -> Folded | None
     minutes = {minute: m}
     _busy(minutes, span.start_ns, max(span.start_ns, span.end_ns))
     return Folded(span.span_id, function, minutes, candidates)
+
+
+def _throttled(span: GraphSpan) -> bool:
+    """``naming.health(span) == "throttled"``, asked only of spans that say anything it reads
+    (most invocations do not: the check is per invocation)."""
+    a = span.attributes
+    if not (span.is_error or span.exception_types or "hoptrace.throttled" in a or "error.type" in a
+            or a.get("http.response.status_code") == 429):  # fmt: skip
+        return False
+    return naming.health(span) == "throttled"
 
 
 def _busy(minutes: dict[int, HealthMinute], start_ns: int, end_ns: int) -> None:

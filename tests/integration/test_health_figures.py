@@ -126,6 +126,13 @@ def test_warnings_are_issues_raised_once_per_window_and_follow_the_rules(store_u
         for i in range(5):
             calls[50 + i]["attributes"] += json_attrs({"hoptrace.throttled": True})
         send(api, request(calls, function="api"))
+        # Throttles: 8 of 60 invocations of "payments" (13 %, above 10 %): one answered 429, the
+        # rest flagged by the instrumentation (AWS throttling errors).
+        paid = [invocation(start + i * 100 * MS, 10) for i in range(60)]
+        paid[0]["attributes"] += json_attrs({"http.response.status_code": 429})
+        for i in range(1, 8):
+            paid[i]["attributes"] += json_attrs({"hoptrace.throttled": True})
+        send(api, request(paid, function="payments"))
         # A new error type in a function that failed before (the first type does not warn).
         send(api, errors(2, start + 8 * S, exc_type="PaymentError"))
         send(api, errors(1, start + 9 * S, exc_type="RefundError"))
@@ -133,8 +140,10 @@ def test_warnings_are_issues_raised_once_per_window_and_follow_the_rules(store_u
         settled(api)
         found = api.get("/api/v1/issues", params={"kind": "warning"}).json()["issues"]
         by = {(i["functions"][0], i["subtype"]): i for i in found}
-        assert sorted(by) == [("api", "cold_starts"), ("checkout", "new_error_type"), ("worker", "memory"),
-                              ("worker", "near_timeout"), ("worker", "record_age")]  # fmt: skip
+        assert sorted(by) == [("api", "cold_starts"), ("checkout", "new_error_type"), ("payments", "throttles"),
+                              ("worker", "memory"), ("worker", "near_timeout"), ("worker", "record_age")]  # fmt: skip
+        throttled = api.get(f"/api/v1/issues/{by[('payments', 'throttles')]['id']}").json()
+        assert throttled["occurrences"][0]["message"].startswith("8 throttled of 60 invocations")
         assert all(i["count"] == 1 and i["status"] == "open" for i in found)
         assert by[("worker", "memory")]["title"] == "worker: memory above 95 % of the configured size"
         detail = api.get(f"/api/v1/issues/{by[('worker', 'record_age')]['id']}").json()
