@@ -58,12 +58,13 @@ class SdkExporterAdapter:
 
 
 class _Batch:
-    __slots__ = ("done", "logs", "spans", "what")
+    __slots__ = ("cancelled", "done", "logs", "spans", "what")
 
     def __init__(self, spans: Sequence[ReadableSpan], logs: Sequence[Any] = (), what: str = "spans") -> None:
         self.spans = spans
         self.logs = logs  # logs.LogRecordData of the same invocation, sent after the spans
         self.what = what  # "spans", or "announcements" (counted apart: they are not spans of their own)
+        self.cancelled = False  # an announcement the invocation's end superseded before it was sent
         self.done = threading.Event()
 
 
@@ -107,6 +108,10 @@ class ExportWorker:
             self._send(batch)
 
     def _send(self, batch: _Batch) -> None:
+        if batch.cancelled:
+            count("announcements_superseded", len(batch.spans))
+            batch.done.set()
+            return
         try:
             if self._exporter is None:
                 count(f"{batch.what}_dropped", len(batch.spans))
@@ -163,19 +168,18 @@ class ExportWorker:
         count("flush_budget_exceeded")
         return False
 
-    def send_later(self, spans: Sequence[ReadableSpan]) -> bool:
-        """Hand spans to the worker without waiting (an invocation's start announcement); the
-        next ``submit`` waits for them too, as the worker sends in order. False: dropped."""
+    def send_later(self, spans: Sequence[ReadableSpan]) -> _Batch | None:
+        """Hand records to the worker without waiting (an invocation's start announcement);
+        the batch, which can still be cancelled until the worker takes it; None: dropped."""
         batch = _Batch(spans, what="announcements")
         self._ensure_started()
         try:
             self._queue.put_nowait(batch)
-            self._last = batch
         except queue.Full:
             count("announcements_dropped", len(spans))
             count("export_queue_full")
-            return False
-        return True
+            return None
+        return batch
 
     def shutdown(self, timeout_s: float = 1.0) -> None:
         if self._thread is None:
@@ -200,9 +204,18 @@ class InvocationSpanProcessor:
     """
 
     def __init__(
-        self, worker: ExportWorker, max_spans: int = 2000, logs: InvocationLogs | None = None, redact: Any = None
+        self,
+        worker: ExportWorker,
+        max_spans: int = 2000,
+        logs: InvocationLogs | None = None,
+        redact: Any = None,
+        announcer: ExportWorker | None = None,
     ) -> None:
         self._worker = worker
+        # Announcements go through a worker (and connection) of their own: the end-of-invocation
+        # flush then never waits behind one the collector is still committing.
+        self._announcer = announcer
+        self._announced: deque[_Batch] = deque(maxlen=8)
         self._max_spans = max_spans
         self.logs = logs  # captured log records (logs.py), sent in the same flush
         self._redact = redact  # exception messages are masked with it before they leave (payload.py)
@@ -259,7 +272,19 @@ class InvocationSpanProcessor:
 
     def send_later(self, span: ReadableSpan) -> bool:
         """Export one record now, in the background, not waiting for it (see ``announce``)."""
-        return self._worker.send_later([span])
+        batch = (self._announcer or self._worker).send_later([span])
+        if batch is not None:
+            self._announced.append(batch)
+        return batch is not None
+
+    def supersede_announcements(self) -> None:
+        """The invocation is ending and its span goes out now: announcements not sent yet are
+        no longer needed (one being sent still is; the collector takes either order)."""
+        while self._announced:
+            try:
+                self._announced.popleft().cancelled = True
+            except IndexError:
+                break
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.flush_within(timeout_millis / 1000.0)
@@ -267,6 +292,8 @@ class InvocationSpanProcessor:
     def shutdown(self) -> None:
         self.flush_within(1.0)
         self._worker.shutdown()
+        if self._announcer is not None:
+            self._announcer.shutdown()
 
 
 def _has_errors(spans: Sequence[Any]) -> bool:

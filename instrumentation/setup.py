@@ -115,6 +115,8 @@ def init(config: Config | None = None, exporter: SpanExporter | None = None, **o
                 # A span exporter of the user's cannot take logs: then none are captured.
                 _capture_logs(cfg) if exporter is None else None,
                 cfg.redact_pattern(),
+                # Invocation announcements (aws_lambda/announce.py) on a worker of their own.
+                ExportWorker(factory) if cfg.announce else None,
             )
             provider = _lambda_provider(cfg, processor)
         else:

@@ -178,6 +178,7 @@ class _Run:
             inv.finished = True
             self.timed_out = True
         count("invocations_timed_out")
+        _supersede_announcements(self.st.processor)
         end_ns = time.time_ns()
         span = inv.span
         span.set_attribute("hoptrace.faas.timeout", True)
@@ -214,6 +215,7 @@ class _Run:
                 if inv.finished:
                     return  # the watchdog already ended and flushed it
                 inv.finished = True
+            _supersede_announcements(self.st.processor)
             self._end(inv, response, error)
             self.st.flush()
             processor = self.st.processor
@@ -252,6 +254,13 @@ class _Run:
                 open_span.set_attribute("hoptrace.span.unfinished", True)
                 open_span.end(end_time=end_ns)
         span.end(end_time=end_ns)
+
+
+def _supersede_announcements(processor: Any) -> None:
+    """The invocation span goes out now: its announcements not yet sent are not needed."""
+    supersede = getattr(processor, "supersede_announcements", None)
+    if supersede is not None:
+        supersede()
 
 
 def _nothing() -> None:

@@ -203,6 +203,9 @@ def test_a_sandbox_out_of_memory_under_setrlimit_is_a_killed_invocation_and_a_la
     with CollectorProcess(store_url, "--killed-grace", GRACE) as collector, collector.client() as api:
         sandbox = Sandbox("orders-api", collector.url)
         try:
+            # A warm sandbox (its tracer's threads started), then the limit: 160 MiB in all.
+            sandbox.invoke("ok", http_api_event("GET", "/orders", "/orders", {}, {}, None))
+            assert sandbox.read(30) is not None and sandbox.read(30) == {"result": {"statusCode": 200, "body": "ok"}}
             trace_id, event = storefront_call(api)
             started = time.monotonic()
             request_id = sandbox.invoke("grow", event, memory_mb=160, rlimit=True)
