@@ -49,7 +49,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         mark = time.perf_counter(), time.process_time()
         requests = [ExportTraceServiceRequest.FromString(body) for body, _ in loaded[i : i + per_batch]]
         mark = timed("parse", mark)
-        batches = [normalise(request, limits) for request in requests]
+        # With each body, as the collector does: spans are stored as sent (``otlp.span_bytes``).
+        batches = [normalise(r, limits, raw=body) for r, (body, _) in zip(requests, loaded[i : i + per_batch])]
         mark = timed("normalise", mark)
         store.write([(1, batch) for batch in batches])
         timed("write", mark)

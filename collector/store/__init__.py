@@ -61,7 +61,7 @@ class SpanQuery:
 
 def pages_by_term(query: SpanQuery) -> bool:
     """Whether a span search is one keyed term with at most a time window and a cursor: its page
-    is then read off the term index (``span_terms_by_value_start``) in order, newest first, and
+    is then read off the term index (``terms_sql``: by day, then value) in order, newest first, and
     only that page's spans are fetched, however many spans hold the value."""
     return (
         len(query.terms) == 1
