@@ -110,8 +110,10 @@ class ExportWorker:
     def _send(self, batch: _Batch) -> None:
         if batch.cancelled:
             count("announcements_superseded", len(batch.spans))
-            batch.done.set()
-            return
+            if not batch.logs:  # log records riding with an announcement go out all the same
+                batch.done.set()
+                return
+            batch.spans = ()
         try:
             if self._exporter is None:
                 count(f"{batch.what}_dropped", len(batch.spans))
@@ -168,15 +170,17 @@ class ExportWorker:
         count("flush_budget_exceeded")
         return False
 
-    def send_later(self, spans: Sequence[ReadableSpan]) -> _Batch | None:
-        """Hand records to the worker without waiting (an invocation's start announcement);
-        the batch, which can still be cancelled until the worker takes it; None: dropped."""
-        batch = _Batch(spans, what="announcements")
+    def send_later(self, spans: Sequence[ReadableSpan], logs: Sequence[Any] = ()) -> _Batch | None:
+        """Hand records to the worker without waiting (an invocation's start announcement, and the
+        log records so far with a memory reading near the limit); the batch, whose spans can still
+        be cancelled until the worker takes it; None: dropped."""
+        batch = _Batch(spans, logs, what="announcements")
         self._ensure_started()
         try:
             self._queue.put_nowait(batch)
         except queue.Full:
             count("announcements_dropped", len(spans))
+            count("logs_dropped", len(logs))
             count("export_queue_full")
             return None
         return batch
@@ -270,9 +274,11 @@ class InvocationSpanProcessor:
         logs = self.logs.take() if self.logs is not None else ()
         return self._worker.submit(spans, budget_s, logs)
 
-    def send_later(self, span: ReadableSpan) -> bool:
-        """Export one record now, in the background, not waiting for it (see ``announce``)."""
-        batch = (self._announcer or self._worker).send_later([span])
+    def send_later(self, span: ReadableSpan, with_logs: bool = False) -> bool:
+        """Export one record now, in the background, not waiting for it (see ``announce``); with
+        ``with_logs``, the invocation's log records captured so far go with it."""
+        logs = self.logs.take() if with_logs and self.logs is not None else ()
+        batch = (self._announcer or self._worker).send_later([span], logs)
         if batch is not None:
             self._announced.append(batch)
         return batch is not None

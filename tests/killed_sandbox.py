@@ -16,6 +16,7 @@ waits), ``grow`` (grows until memory runs out), ``ok``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import sys
@@ -55,6 +56,7 @@ def handler(event: dict[str, Any], context: Any) -> Any:
     behaviour = event["behaviour"]
     exported = _wait_exported(event["exported_before"] + 1)
     if behaviour == "grow_and_hang":
+        logging.getLogger("orders").warning("loading the whole order history into memory")
         _grow_to(0.9 * context.memory_limit_in_mb * MIB)
         time.sleep(0.3)  # the watchdog's next reading
         exported = _wait_exported(event["exported_before"] + 2)

@@ -141,4 +141,5 @@ class MemoryWatch:
             self.highest = rss
         if not self.sent and rss >= self._threshold and self._span.is_recording():
             self.sent = True
-            self._send(copy_of(self._span, "memory", {MEMORY_RSS: rss, MEMORY_READ_NS: time.time_ns()}))
+            # With the log records so far: a function killed for its memory flushes nothing after.
+            self._send(copy_of(self._span, "memory", {MEMORY_RSS: rss, MEMORY_READ_NS: time.time_ns()}), True)

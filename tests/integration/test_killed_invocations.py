@@ -184,6 +184,11 @@ def test_a_sandbox_killed_at_its_memory_limit_is_out_of_memory_and_one_left_past
         assert timeout["attributes"]["hoptrace.faas.timeout"] is True
         assert abs(timeout["duration_ms"] - timeout["attributes"]["hoptrace.faas.deadline_ms"]) < 1
         in_its_transaction(api, trace_big, oom)
+        # what it logged before its memory ran out went out with the reading near the limit
+        logged = api.get(f"/api/v1/traces/{trace_big}/logs").json()["logs"]
+        assert [(r["span_id"], r["body"]) for r in logged] == [
+            (oom["span_id"], "loading the whole order history into memory")
+        ]
         in_its_transaction(api, trace_slow, timeout)
         # one issue per function and class, and the map's function node counts both as errors
         wait_for("the issues", lambda: {i["kind"] for i in api.get("/api/v1/issues").json()["issues"]}
