@@ -34,7 +34,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from starlette.requests import ClientDisconnect
 
 from .app import collector_of, project_for
-from .ingest import _refuse
+from .ingest import _committed, _refuse, _Refused, _submit
 from .otlp import (
     _HEX,
     EARLIEST_NS,
@@ -43,6 +43,7 @@ from .otlp import (
     PROTOBUF_MEDIA,
     Limits,
     RequestError,
+    SpanBatch,
     _cut_text,
     _dict,
     _list,
@@ -52,7 +53,7 @@ from .otlp import (
     read_body,
 )
 from .store import SpanStore
-from .store.logs_sql import LogRow, insert_logs, logs_of_traces
+from .store.logs_sql import LogRow, logs_of_traces
 from .views import attributes, rfc3339, value
 
 logger = logging.getLogger("hoptrace.collector")
@@ -269,9 +270,13 @@ async def ingest_logs(request: Request) -> Response:
         batch = await anyio.to_thread.run_sync(_decode, bytes(body), encoding, content_type, limits)
         del body
         if batch.rows:
-            await anyio.to_thread.run_sync(_commit, c.store, project_id, batch.rows)
+            # Through the single writer, like spans: committed in its next group commit (one
+            # transaction for many requests), refused with 503 + Retry-After when it is full.
+            await _committed(_submit(c.writer, project_id, SpanBatch(logs=list(batch.rows))))
     except RequestError as exc:
         return await _refuse(request, exc.status, exc.message, wants_json)
+    except _Refused as exc:
+        return await _refuse(request, exc.status, exc.message, wants_json, exc.retry_after)
     except ClientDisconnect:
         return Response(status_code=400)
     except Exception:
@@ -290,10 +295,6 @@ def _decode(body: bytes, encoding: str, content_type: str | None, limits: Limits
     raw = read_body(body, encoding, limits)
     request, batch = parse_logs(raw, content_type, limits)
     return normalise_logs(request, batch, limits)
-
-
-def _commit(store: SpanStore, project_id: int, rows: Sequence[LogRow]) -> int:
-    return store.run_write(lambda sql: insert_logs(sql, project_id, rows))
 
 
 # -- reading ---------------------------------------------------------------------------------

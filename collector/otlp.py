@@ -146,6 +146,9 @@ class SpanBatch:
     links: list[LinkRow] = field(default_factory=list)
     # Invocations announced as they started (announcements.py): kept aside, not spans.
     announcements: list[Announcement] = field(default_factory=list)
+    # Log records of a /v1/logs request (store.logs_sql.LogRow): committed in the writer's group
+    # commit with the spans, not in a transaction of their own beside it.
+    logs: list[Any] = field(default_factory=list)
     rejected: int = 0
     # reason -> (count, the first few spans' descriptions)
     rejections: dict[str, tuple[int, list[str]]] = field(default_factory=dict)

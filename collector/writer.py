@@ -179,7 +179,7 @@ class SpanWriter:
                         future.set_exception(exc)
                     continue
                 done.append((future, batch))
-                if batch.spans or batch.announcements:
+                if batch.spans or batch.announcements or batch.logs:
                     items.append((project_id, batch))
             error: BaseException | None = None
             if items:

@@ -57,6 +57,7 @@ from .graph_sql import (
 from .issues_sql import QUEUE_INSERT, queue_rows
 from .killed_sql import UPSERT as ANNOUNCEMENT_UPSERT
 from .killed_sql import upsert_rows as announcement_rows
+from .logs_sql import insert_logs
 from .schema import DEFAULT_PROJECT, GRAPH_RETENTION, HOURLY_ROLLUPS, LATEST, MIGRATIONS, TEN_MINUTE_ROLLUPS
 from .terms_sql import DAY_NS, PROJECT_DAYS, batch_days, for_backend, search_days, term_day
 from .terms_sql import retention as term_retention
@@ -311,6 +312,9 @@ class PostgresStore:
                         _Sql(conn).run_many(BACKLOG_INSERT, rows.backlog)  # queued for the graph, durably
                         _Sql(conn).run_many(QUEUE_INSERT, rows.issues)  # error spans queued for issues
                         _Sql(conn).run_many(ANNOUNCEMENT_UPSERT, rows.announcements)  # invocations started
+                        for project_id, batch in items:
+                            if batch.logs:  # /v1/logs requests, in the same group commit
+                                insert_logs(_Sql(conn), project_id, batch.logs)
                         committing = True
                     self._graph.wake()
                     return
