@@ -39,29 +39,36 @@ router = APIRouter()
 # still sending sees the answer rather than a reset connection; past it the connection closes.
 DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
 
+
 # What the served OpenAPI says of the body: schemathesis and readers see both encodings.
-_OPENAPI_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "description": "An OTLP ExportTraceServiceRequest (Content-Encoding: gzip or deflate allowed).",
-        "content": {
-            PROTOBUF_MEDIA: {"schema": {"type": "string", "format": "binary"}},
-            JSON_MEDIA: {
-                "schema": {
-                    "type": "object",
-                    "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}},
-                }
+def otlp_openapi(request: str, items: str, top: str, unavailable: str) -> dict[str, Any]:
+    """The OpenAPI of an OTLP/HTTP export route: ``request`` (e.g. ExportTraceServiceRequest), what
+    it carries (``items``: spans), its JSON top-level list (``top``) and what a 503 means."""
+    response = request.replace("Request", "Response")
+    return {
+        "requestBody": {
+            "required": True,
+            "description": f"An OTLP {request} (Content-Encoding: gzip or deflate allowed).",
+            "content": {
+                PROTOBUF_MEDIA: {"schema": {"type": "string", "format": "binary"}},
+                JSON_MEDIA: {
+                    "schema": {"type": "object", "properties": {top: {"type": "array", "items": {"type": "object"}}}}
+                },
             },
         },
-    },
-    "responses": {
-        "200": {"description": "Committed; ExportTraceServiceResponse, partialSuccess when spans were rejected"},
-        "400": {"description": "Malformed body (google.rpc.Status)"},
-        "413": {"description": "Larger than the body or span limit (google.rpc.Status)"},
-        "415": {"description": "Unsupported Content-Type or Content-Encoding (google.rpc.Status)"},
-        "503": {"description": "Overloaded or stopping; retry after Retry-After seconds"},
-    },
-}
+        "responses": {
+            "200": {"description": f"Committed; {response}, partialSuccess when {items} were rejected"},
+            "400": {"description": "Malformed body (google.rpc.Status)"},
+            "413": {"description": f"Larger than the body or {items[:-1]} limit (google.rpc.Status)"},
+            "415": {"description": "Unsupported Content-Type or Content-Encoding (google.rpc.Status)"},
+            "503": {"description": unavailable},
+        },
+    }
+
+
+_OPENAPI_BODY = otlp_openapi(
+    "ExportTraceServiceRequest", "spans", "resourceSpans", "Overloaded or stopping; retry after Retry-After seconds"
+)
 
 
 class _Refused(Exception):

@@ -34,7 +34,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from starlette.requests import ClientDisconnect
 
 from .app import collector_of, project_for
-from .ingest import _committed, _refuse, _Refused, _submit
+from .ingest import _committed, _refuse, _Refused, _submit, otlp_openapi
 from .otlp import (
     _HEX,
     EARLIEST_NS,
@@ -49,6 +49,7 @@ from .otlp import (
     _list,
     _truncate_attributes,
     content_encoding,
+    json_object,
     media_type,
     read_body,
 )
@@ -94,14 +95,7 @@ def parse_logs(raw: bytes, content_type: str | None, limits: Limits) -> tuple[Ex
             raise RequestError(400, f"the body is not a valid OTLP protobuf ExportLogsServiceRequest: {exc}") from None
         _check_count(sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs), limits)
         return request, batch
-    try:
-        doc = json.loads(raw)
-    except RecursionError:
-        raise RequestError(400, "the JSON body is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise RequestError(400, "the JSON body must be an object with a resourceLogs list")
+    doc = json_object(raw, "resourceLogs")
     try:
         records = _translate_json_ids(doc, batch)
     except ValueError as exc:
@@ -222,28 +216,9 @@ def _body_text(record: LogRecord) -> str:
     "/v1/logs",
     tags=["ingest"],
     summary="OTLP/HTTP log export (protobuf or JSON, optionally gzip)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "description": "An OTLP ExportLogsServiceRequest (Content-Encoding: gzip or deflate allowed).",
-            "content": {
-                PROTOBUF_MEDIA: {"schema": {"type": "string", "format": "binary"}},
-                JSON_MEDIA: {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"resourceLogs": {"type": "array", "items": {"type": "object"}}},
-                    }
-                },
-            },
-        },
-        "responses": {
-            "200": {"description": "Committed; ExportLogsServiceResponse, partialSuccess when records were rejected"},
-            "400": {"description": "Malformed body (google.rpc.Status)"},
-            "413": {"description": "Larger than the body or record limit (google.rpc.Status)"},
-            "415": {"description": "Unsupported Content-Type or Content-Encoding (google.rpc.Status)"},
-            "503": {"description": "The store could not commit; retry"},
-        },
-    },
+    openapi_extra=otlp_openapi(
+        "ExportLogsServiceRequest", "records", "resourceLogs", "Overloaded, stopping or the store failed; retry"
+    ),
 )
 async def ingest_logs(request: Request) -> Response:
     """Store the records of one OTLP log export; answer only once they are committed."""

@@ -245,6 +245,19 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
 # -- decoding --------------------------------------------------------------------------------
 
 
+def json_object(raw: bytes, top: str) -> dict[str, Any]:
+    """An OTLP JSON body's top-level object (``top``: the list it holds), or a 400 saying why not."""
+    try:
+        doc = json.loads(raw)
+    except RecursionError:
+        raise RequestError(400, "the JSON body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RequestError(400, f"the JSON body must be an object with a {top} list")
+    return doc
+
+
 def parse_request(
     raw: bytes, content_type: str | None, limits: Limits | None = None
 ) -> tuple[ExportTraceServiceRequest, list[Rejection]]:
@@ -262,14 +275,7 @@ def parse_request(
         except DecodeError as exc:
             raise RequestError(400, f"the body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}") from None
         return request, []
-    try:
-        doc = json.loads(raw)
-    except RecursionError:
-        raise RequestError(400, "the JSON body is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise RequestError(400, "the JSON body must be an object with a resourceSpans list")
+    doc = json_object(raw, "resourceSpans")
     try:
         spans, entries, rejected = _translate_json_ids(doc)
     except ValueError as exc:
