@@ -23,7 +23,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     full_history = window % 3 == 0
     hoptrace.label("report", "full" if full_history else "daily")
     if full_history:  # logged before it runs out: the memory reading near the limit carries it out
-        logging.getLogger(__name__).warning("sales report: loading the full order history into memory")
+        logging.getLogger("shop.sales-report").warning("sales report: loading the full order history into memory")
     rows: list[bytes] = []
     # The history grows 2 MiB every 20 ms: past the function's memory size when it is the full one.
     chunks = 10_000 if full_history else 8

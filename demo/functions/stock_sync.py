@@ -21,6 +21,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     window = int(time.time() // SLOW_EVERY_S)
     hung = window % 3 == 1
     if hung:
-        logging.getLogger(__name__).warning("stock sync: the supplier's feed has not answered yet; waiting")
+        logging.getLogger("shop.stock-sync").warning("stock sync: the supplier's feed has not answered yet; waiting")
     time.sleep(30.0 if hung else 0.2)  # the supplier's feed
     return {"synced": 42, "window": window}
