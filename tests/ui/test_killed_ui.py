@@ -107,6 +107,8 @@ def test_the_transaction_timeline_shows_a_killed_invocation_for_what_it_is(
         expect(killed_row.get_by_test_id("killed-badge")).to_have_text("killed · out of memory")
         expect(killed_row).to_have_class("tl-row error killed killed-out_of_memory")
         expect(rows.filter(has_text="storefront").get_by_test_id("killed-badge")).to_have_count(0)
+        # a call made while its caller waited is no wait (it once read "waited -1195.00 ms")
+        expect(page.get_by_test_id("dwell")).to_have_text("⇢ via parent · called while its caller waited")
         screenshot(page, "killed-timeline")
         page.goto(f"{url}/transactions/{transactions['report-builder']}")
         expect(page.get_by_test_id("timeline-row").filter(has_text="report-builder").get_by_test_id(

@@ -197,15 +197,19 @@ export function Timeline(props: {
                     const from = BigInt(producer.end_unix_nano);
                     const dl = at(from < start ? from : start);
                     const dw = Math.max(0.4, Math.abs(at(start) - at(from)));
+                    // No dwell from the graph and a consumer started inside its producer: a call
+                    // made while the caller waited (a parent hop), not a wait.
+                    const wait = hop.dwell_ms ?? (start >= from ? Number(start - from) / 1e6 : null);
                     return (
                       <li class="tl-dwell" key={`hop-${hi}`} data-testid="dwell">
                         <span class="tl-label" style={{ paddingLeft: `${depth * 14 + 6}px` }}>
-                          ⇢ via {hop.via} · waited {ms(hop.dwell_ms ?? Number(start - from) / 1e6)}
+                          ⇢ via {hop.via}
+                          {wait === null ? " · called while its caller waited" : ` · waited ${ms(wait)}`}
                           {hop.attempt && hop.attempt > 1 ? ` · attempt ${hop.attempt}` : ""}
                           {hop.clock_skew ? " (the clocks disagree: the wait was clamped)" : ""}
                         </span>
                         <span class="tl-track">
-                          <span class="dwell-bar" style={{ left: `${dl}%`, width: `${dw}%` }} />
+                          {wait === null ? null : <span class="dwell-bar" style={{ left: `${dl}%`, width: `${dw}%` }} />}
                         </span>
                       </li>
                     );
